@@ -1,0 +1,3 @@
+from dvis_cli.cli.app import main
+
+main()
