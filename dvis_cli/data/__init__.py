@@ -1,0 +1,1 @@
+"""Data sets: synthetic YouTube-VIS / OVIS style videos (`synth`)."""
