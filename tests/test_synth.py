@@ -22,6 +22,9 @@ from dvis_cli.data.synth import (
 )
 from dvis_cli.errors import InputError
 
+# pycocotools' decode warns under numpy 2 (its own code, harmless)
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
 SMALL = SynthConfig(videos=3, frames=12, height=64, width=96, seed=5, occlusion="heavy")
 
 

@@ -647,6 +647,9 @@ def _prepare_target(out: Path, overwrite: bool) -> None:
             raise InputError(f"{out} exists and is not a directory")
         if any(out.iterdir()) and not overwrite:
             raise InputError(f"{out} exists and is not empty (use --overwrite to replace it)")
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise InputError(f"cannot create {out}: {blocking} is not a directory")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -680,7 +683,10 @@ def write_dataset(
     out = Path(out)
     _prepare_target(out, overwrite)
     start = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    except OSError as exc:
+        raise InputError(f"cannot write into {out.parent}: {exc.strerror or exc}") from None
     summary = SynthSummary(out, 0, 0, 0, {0: 0, 1: 0, 2: 0}, 0, 0, 0, 0, 0.0)
     try:
         videos, annotations = [], []
