@@ -6,9 +6,8 @@ layout is mapped to ours by a rename table; every key is accounted for.
 """
 from __future__ import annotations
 
-import io
 import pickle
-import zipfile
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -67,6 +66,20 @@ def _read_pkl(path: Path) -> dict:
         return _NumpyOnlyUnpickler(f, encoding="latin1").load()
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
+def _why_refused(exc: BaseException) -> str:
+    """torch's weights-only refusal is a paragraph; keep the part naming the offending global."""
+    text = str(exc)
+    found = re.search(r"(?:GLOBAL|refusing to load) ([\w.]+)", text)
+    if found:
+        return f"it would run code ({found.group(1)}); only plain tensors and arrays are loaded"
+    return _first_line(exc)
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Any supported weights file -> a flat {official key: tensor} dict (no code executed)."""
     path = Path(path)
@@ -74,20 +87,21 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: no such file")
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, not a weights file")
-    suffix = path.suffix.lower()
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise CheckpointError(f"{path}: empty file")
+    if not (head.startswith(b"PK") or head[:1] == b"\x80"):
+        raise CheckpointError(f"{path}: not a checkpoint (neither a PyTorch zip nor a pickle file)")
     try:
-        if suffix == ".pkl":
+        if head[:1] == b"\x80" and path.suffix.lower() == ".pkl":
             obj = _read_pkl(path)
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{path}: refused to load: {str(exc).splitlines()[0]}") from None
-    except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError, io.UnsupportedOperation, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or another format): {first}") from None
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file, not a bug
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: refused to load: {first}") from None
+        raise CheckpointError(f"{path}: refused to load: {_why_refused(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - a file torch cannot parse is a bad file, not a bug
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({_first_line(exc)})") from None
     return unwrap_state_dict(obj, path)
 
 

@@ -1,8 +1,63 @@
-"""Command group (filled in by its issue)."""
+"""`dvis weights convert|info`: official checkpoints -> dvis safetensors, and what a file holds."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+from rich.table import Table
+
+from dvis_cli.cli.common import console
+
+weights_app = typer.Typer(help="Convert official DVIS / MinVIS / Mask2Former checkpoints and inspect weights files.", no_args_is_help=True)
+
+
+@weights_app.command("convert")
+def convert(
+    src: Path = typer.Argument(..., help="Official .pth / .pkl checkpoint (detectron2 layout) or a dvis .safetensors file."),
+    dst: Path = typer.Argument(..., help="Output .safetensors file."),
+    preset: str = typer.Option(None, "--preset", help="Preset name, e.g. offline_r50_ytvis21 (default: detected from the keys)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite DST if it exists."),
+) -> None:
+    """Convert a checkpoint to dvis's safetensors format (every key accounted for)."""
+    from dvis_cli.checkpoint.load import load_state_into, read_any
+    from dvis_cli.checkpoint.store import save_weights
+    from dvis_cli.errors import DvisError
+    from dvis_cli.model.build import build_dvis
+
+    if dst.suffix.lower() != ".safetensors":
+        raise DvisError(f"{dst}: the output must end in .safetensors")
+    if dst.exists() and not force:
+        raise DvisError(f"{dst}: exists (use --force to overwrite)")
+    loaded = read_any(src, preset)
+    load_state_into(build_dvis(loaded.config), loaded.state_dict)  # proves every tensor fits the model
+    save_weights(dst, loaded.state_dict, loaded.config, {"source": src.name})
+    report = loaded.report
+    detail = f"{report.consumed} tensors mapped, {len(report.ignored)} ignored ({', '.join(report.ignored) or 'none'})" if report else ""
+    console.print(f"[green]wrote[/] {dst}  preset [bold]{loaded.config.name}[/]  stages {', '.join(loaded.config.stages)}  {detail}")
+
+
+@weights_app.command("info")
+def info(
+    file: Path = typer.Argument(..., help="A .pth / .pkl / .safetensors weights file."),
+    preset: str = typer.Option(None, "--preset", help="Preset to read an official checkpoint with (default: detected)."),
+    show_classes: bool = typer.Option(False, "--classes", help="List every class name."),
+) -> None:
+    """Show the preset, stages, parameters per component and classes of a weights file."""
+    from dvis_cli.checkpoint.load import read_any
+    from dvis_cli.checkpoint.summary import summarize
+
+    s = summarize(read_any(file, preset))
+    table = Table(title=str(file), show_header=False, title_justify="left")
+    table.add_row("preset", s.preset)
+    table.add_row("format", "dvis safetensors" if s.source_format == "dvis" else "official (detectron2)")
+    table.add_row("stages", ", ".join(s.stages) + f"  (modes: {', '.join(('minvis', 'online', 'offline')[: len(s.stages)])})")
+    table.add_row("classes", f"{s.num_classes}  (" + ", ".join(s.class_names[: 8 if not show_classes else None]) + (", …)" if len(s.class_names) > 8 and not show_classes else ")"))
+    table.add_row("queries", str(s.num_queries))
+    for name, n in s.parameters.items():
+        table.add_row(f"  {name}", f"{n:,} parameters")
+    table.add_row("total", f"{s.total_parameters:,} trainable parameters in {s.tensors} tensors")
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the `dvis` app."""
+    app.add_typer(weights_app, name="weights")
