@@ -339,8 +339,8 @@ def _build_info(path: str, header: _Header, stream: _Stream, packets: _Packets, 
     notes = []
     truncated = any(ffmpeg.TRUNCATION.search(line) for line in ffmpeg.error_lines(stderr))
     if header.duration is not None and header.duration > duration + max(0.5, 0.05 * duration):
+        # Not proof of damage: an audio track may simply run longer than the video.
         notes.append(f"the header says {header.duration:.3f} s but the video stream ends at {duration:.3f} s")
-        truncated = True
     if truncated:
         notes.insert(0, "the file is truncated or damaged: reading will stop early")
     if packets.corrupt:
