@@ -43,7 +43,8 @@ def test_h264_yuv420p_exact_rate_faststart(tmp_path):
 
 
 @pytest.mark.parametrize("fps, expected", [(29.97, Fraction(30000, 1001)), ("24000/1001", Fraction(24000, 1001)),
-                                           (12.5, Fraction(25, 2)), (60, Fraction(60))])
+                                           (12.5, Fraction(25, 2)), (60, Fraction(60)),
+                                           (Fraction(240000, 1001), Fraction(240000, 1001)), (0.5, Fraction(1, 2))])
 def test_rates_are_kept_exactly(tmp_path, fps, expected):
     out = tmp_path / "rate.mp4"
     write(out, 5, fps=fps)
@@ -81,7 +82,7 @@ def test_audio_is_copied(media, tmp_path):
     writer = write(out, 50, fps=Fraction(30000, 1001), audio_from=media.plain)
     info = probe_video(out)
     assert writer.audio == "aac copied" and info.audio_codec == "aac"
-    assert info.frame_count == 50
+    assert info.frame_count == 50 and info.fps == Fraction(30000, 1001)  # the audio pass keeps the rate
     assert info.header_duration == pytest.approx(50 * 1001 / 30000, abs=0.05)  # audio cut to the video
 
 

@@ -77,7 +77,7 @@ class FFmpegFrames:
 
     def __iter__(self) -> Iterator[RawFrame]:
         self._proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, bufsize=0)
+                                      stderr=subprocess.PIPE)
         self._thread = threading.Thread(target=self._read_log, name="dvis-ffmpeg-log", daemon=True)
         self._thread.start()
         try:

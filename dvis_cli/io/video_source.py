@@ -81,7 +81,7 @@ class VideoFileSource:
         if seconds is None:
             return Frame(index=index, time=self._time_of(index), image=raw.image)
         if index >= len(times) or abs(times[index] - seconds) > self._slack():
-            nearest = int(np.argmin(np.abs(times - seconds)))
+            nearest = _nearest(times, seconds)
             if abs(times[nearest] - seconds) > self._slack() or (previous is not None and nearest <= previous.index):
                 return Frame(index=index, time=seconds, image=raw.image)
             index = nearest
@@ -139,3 +139,13 @@ class VideoFileSource:
             return True
         final = self._time_of(selection.indices()[-1])
         return last.time < final - 2 * self._slack()
+
+
+def _nearest(times: np.ndarray, seconds: float) -> int:
+    """Index of the value in sorted `times` closest to `seconds`."""
+    right = int(np.searchsorted(times, seconds))
+    if right == 0:
+        return 0
+    if right == len(times):
+        return right - 1
+    return right if times[right] - seconds < seconds - times[right - 1] else right - 1

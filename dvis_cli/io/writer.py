@@ -81,6 +81,8 @@ class VideoWriter:
             "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
             "-framerate", f"{self.fps.numerator}/{self.fps.denominator}", "-i", "pipe:0",
             "-map", "0:v:0", "-vf", ",".join(filters), "-c:v", encoder, *quality, "-pix_fmt", "yuv420p",
+            # without this ffmpeg may round the time base (240000/1001 fps came out as 240)
+            "-enc_time_base", f"{self.fps.denominator}/{self.fps.numerator}",
             *([] if self._audio else ["-movflags", "+faststart"]), "-f", "mp4", self._video_tmp,
         ]
 
