@@ -63,5 +63,5 @@ def mux_audio(video: str, plan: AudioPlan, output: str, duration: float) -> Audi
         result = ffmpeg.run(args)
         if result.returncode == 0:
             return attempt
-        reason = ffmpeg.last_error(result.stderr)
+        reason = ffmpeg.main_error(result.stderr)
     raise RuntimeError(reason)

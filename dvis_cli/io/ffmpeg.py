@@ -9,7 +9,6 @@ import functools
 import os
 import re
 import subprocess
-from collections import deque
 
 from dvis_cli.errors import DvisError
 
@@ -39,9 +38,10 @@ def base_command() -> list[str]:
     return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats"]
 
 
-def run(args: list[str], *, binary: bool = False) -> subprocess.CompletedProcess:
-    """Run ffmpeg with `args` after the base options and capture both streams."""
-    return subprocess.run(base_command() + args, capture_output=True, text=not binary, check=False)
+def run(args: list[str]) -> subprocess.CompletedProcess:
+    """Run ffmpeg with `args` after the base options and capture both streams as text."""
+    # errors="replace": metadata and file names in logs need not be UTF-8
+    return subprocess.run(base_command() + args, capture_output=True, text=True, errors="replace", check=False)
 
 
 @functools.lru_cache(maxsize=1)
@@ -100,20 +100,8 @@ TRUNCATION = re.compile(
 _GENERIC = re.compile(r"^(Error opening (input|output) files?|Error opening input file|Conversion failed)")
 
 
-def last_error(stderr: str, default: str = "ffmpeg failed") -> str:
+def main_error(stderr: str, default: str = "ffmpeg failed") -> str:
     """The most telling single error line of an ffmpeg log: the first specific one."""
     lines = [line for line in error_lines(stderr) if not _GENERIC.match(line)] or error_lines(stderr)
     return lines[0] if lines else default
 
-
-class LogTail:
-    """Keeps the last lines of a log, for error messages, in bounded memory."""
-
-    def __init__(self, max_lines: int = 40) -> None:
-        self._lines: deque[str] = deque(maxlen=max_lines)
-
-    def add(self, line: str) -> None:
-        self._lines.append(line)
-
-    def text(self) -> str:
-        return "\n".join(self._lines)

@@ -51,7 +51,6 @@ class FFmpegFrames:
         self.returncode: int | None = None
         self.stopped_early = False  # we ended ffmpeg before it finished on its own
         self.partial_bytes = 0
-        self.log = ffmpeg.LogTail(60)
         self.problems: list[str] = []  # error lines (bounded)
         self.truncation: str | None = None  # the log line saying the input ends too early
         self.frames_out = 0
@@ -172,7 +171,6 @@ class FFmpegFrames:
             if match and self._time_base is None:
                 self._time_base = Fraction(int(match.group(1)), int(match.group(2)))
             return
-        self.log.add(line.rstrip())
         if not context and self._size is None:
             match = _RAW_STREAM.search(message)
             if match:

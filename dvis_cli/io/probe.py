@@ -137,7 +137,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     header = _parse_header(result.stderr)
     stream = header.video()
     if header.container is None:
-        raise InputError(f"{path}: not a video ffmpeg can read ({ffmpeg.last_error(result.stderr, 'unknown format')})")
+        raise InputError(f"{path}: not a video ffmpeg can read ({ffmpeg.main_error(result.stderr, 'unknown format')})")
     if not header.streams:
         raise InputError(f"{path}: empty video: the file holds no streams, so no frames")
     if stream is None:
@@ -145,7 +145,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         raise InputError(f"{path}: no video stream (the file holds only {kinds})")
     packets = _parse_framecrc(result.stdout)
     if packets.count == 0:
-        raise InputError(f"{path}: the video stream has no frames ({ffmpeg.last_error(result.stderr, 'empty')})")
+        raise InputError(f"{path}: the video stream has no frames ({ffmpeg.main_error(result.stderr, 'empty')})")
     return _build_info(path, header, stream, packets, result.stderr)
 
 

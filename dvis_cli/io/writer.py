@@ -172,7 +172,7 @@ class VideoWriter:
         if self._log.closed:
             return "ffmpeg failed"
         self._log.seek(0)
-        return ffmpeg.last_error(self._log.read().decode("utf-8", "replace"))
+        return ffmpeg.main_error(self._log.read().decode("utf-8", "replace"))
 
     def __enter__(self) -> "VideoWriter":
         return self
