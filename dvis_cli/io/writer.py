@@ -52,10 +52,13 @@ class VideoWriter:
         self.output_size = even_size(width, height)
         self.frames_written = 0
         self.audio: str | None = None  # what happened to the audio ("aac copied"...), once closed
-        self._audio = None if audio_from is None else self._plan_audio(os.fspath(audio_from), audio_start, audio_end)
+        self._audio_plan = None if audio_from is None else self._plan_audio(os.fspath(audio_from), audio_start, audio_end)
         self._crf, self._preset = crf, preset
         folder = os.path.dirname(self.path)
-        os.makedirs(folder, exist_ok=True)
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise VideoWriteError(f"{self.path}: cannot create its folder: {exc.strerror or exc}") from exc
         stem = f".{os.path.basename(self.path)}.{secrets.token_hex(4)}"
         self._video_tmp = os.path.join(folder, stem + ".video.mp4")
         self._final_tmp = os.path.join(folder, stem + ".mp4")
@@ -83,7 +86,7 @@ class VideoWriter:
             "-map", "0:v:0", "-vf", ",".join(filters), "-c:v", encoder, *quality, "-pix_fmt", "yuv420p",
             # without this ffmpeg may round the time base (240000/1001 fps came out as 240)
             "-enc_time_base", f"{self.fps.denominator}/{self.fps.numerator}",
-            *([] if self._audio else ["-movflags", "+faststart"]), "-f", "mp4", self._video_tmp,
+            *([] if self._audio_plan else ["-movflags", "+faststart"]), "-f", "mp4", self._video_tmp,
         ]
 
     @staticmethod
@@ -127,10 +130,10 @@ class VideoWriter:
                 raise VideoWriteError(f"{self.path}: ffmpeg failed: {self._ffmpeg_error()}")
             if self.frames_written == 0:
                 raise VideoWriteError(f"{self.path}: no frames were written")
-            if self._audio is None:
+            if self._audio_plan is None:
                 os.replace(self._video_tmp, self.path)
             else:
-                self._add_audio(self._audio)
+                self._add_audio(self._audio_plan)
         finally:
             self._closed = True
             self._cleanup()
