@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from dvis_cli.checkpoint.official import ConversionReport, detect_config, official_to_ours, read_state_dict
+from dvis_cli.checkpoint.resolve import resolve_weights
 from dvis_cli.checkpoint.store import read_weights
 from dvis_cli.config import DVISConfig
 from dvis_cli.errors import CheckpointError
@@ -70,7 +71,7 @@ def load_state_into(model: DVIS, state_dict: dict[str, torch.Tensor]) -> None:
 
 
 def load_model(
-    weights: str | Path, preset: str | None = None, device: str | torch.device = "cpu", official_matching: bool | None = None
+    weights: str | Path | None = None, preset: str | None = None, device: str | torch.device = "cpu", official_matching: bool | None = None
 ) -> DVIS:
     """Build the model a weights file describes and load it (eval mode)."""
     loaded = read_any(resolve_weights(weights), preset)
@@ -82,8 +83,3 @@ def load_model(
     model = build_dvis(config)
     load_state_into(model, loaded.state_dict)
     return model.eval().to(device)
-
-
-def resolve_weights(weights: str | Path) -> Path:
-    """A path as given; later issues add embedded names and downloads."""
-    return Path(weights)
