@@ -1,5 +1,5 @@
 """VIPSeg VPQ / STQ: eval.md section 5.2 reference numbers, deeplab2's STQ vectors, the official
-quirks and bad-input errors."""
+quirks, bad-input errors, and the `dvis eval score` folder form."""
 from __future__ import annotations
 
 import json
@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from dvis_cli.cli.app import main
 from dvis_cli.errors import InputError
 from dvis_cli.eval import STQuality, evaluate_vipseg
 
@@ -228,3 +229,39 @@ def test_bad_vipseg_input_names_video_and_frame(tmp_path, how):
     message = _break(paths, how)
     with pytest.raises(InputError, match=message):
         evaluate_vipseg(**paths)
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI folder form
+
+
+def _cli_args(paths: dict) -> list[str]:
+    return ["eval", "score", "--gt-pan", str(paths["gt_pan_dir"]), "--gt-json", str(paths["gt_json"]),
+            "--pred-pan", str(paths["pred_pan_dir"]), "--pred-json", str(paths["pred_json"])]
+
+
+def test_cli_score_vipseg_writes_json(tmp_path, capsys):
+    paths = reference_case(tmp_path)
+    out = tmp_path / "scores" / "vps.json"
+    main(_cli_args(paths) + ["--json", str(out)])
+    printed = capsys.readouterr().out
+    assert "VPQ" in printed and "84.94" in printed and "81.33" in printed
+    data = json.loads(out.read_text())
+    assert data["VPQ"] == pytest.approx(84.9423, abs=5e-5)
+    assert data["VPQ_th"] == pytest.approx(71.9731, abs=5e-5)
+    assert data["VPQ_st"] == pytest.approx(97.9115, abs=5e-5)
+    assert data["STQ"] == pytest.approx(0.8133152, abs=5e-8)
+    assert data["windows"]["8"]["things"]["pq"] == pytest.approx(0.50873, abs=5e-6)
+    assert data["per_video"][0]["video_id"] == "vid1"
+    assert list(out.parent.iterdir()) == [out]  # no temporary file left behind
+
+
+def test_cli_score_vipseg_missing_png_is_one_clear_line(tmp_path, capsys):
+    paths = reference_case(tmp_path)
+    _break(paths, "missing_png")
+    with pytest.raises(SystemExit) as exit_info:
+        main(_cli_args(paths))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "video vid1, frame 3 (00000003.png): predicted PNG not found" in err
+    assert "Traceback" not in err
