@@ -73,9 +73,13 @@ def _vipseg() -> ClassSet:
     return ClassSet(tuple(VIPSEG_BY_ID[i] for i in order), tuple(order), len(things))
 
 
+# The synthetic dataset of `dvis data synth` (dvis_cli/data/synth.py), which the embedded model learns.
+SYNTH = ("disc", "square", "triangle", "star", "ring")
+
 CLASS_SETS: dict[str, ClassSet] = {
     "ovis": _vis(OVIS),
     "ytvis19": _vis(YTVIS_2019),
     "ytvis21": _vis(YTVIS_2021),
     "vipseg": _vipseg(),
+    "synth": _vis(list(SYNTH)),
 }

@@ -148,9 +148,30 @@ def _official(arch: str, backbone: str, dataset: str) -> DVISConfig:
     )
 
 
+def tiny_config(arch: str = "offline", classes: ClassSet | None = None, dataset: str = "synth") -> DVISConfig:
+    """A small DVIS for CPU training and the embedded default model: the same architecture,
+    narrow (64 channels), shallow (1 block per ResNet stage, 2 encoder / 3 decoder / 3 tracker and
+    refiner layers) and with 20 queries."""
+    hidden = 64
+    return DVISConfig(
+        name=f"{arch}_tiny_{dataset}",
+        arch=arch,
+        dataset=dataset,
+        classes=classes or CLASS_SETS["synth"],
+        backbone=BackboneConfig(kind="resnet", blocks_per_stage=(1, 1, 1, 1), stem_channels=16, bottleneck_channels=16, res2_channels=64),
+        pixel_decoder=PixelDecoderConfig(conv_dim=hidden, mask_dim=hidden, num_groups=8, encoder_layers=2, encoder_ffn_dim=256, encoder_heads=4, encoder_points=4),
+        decoder=DecoderConfig(num_queries=20, hidden_dim=hidden, nheads=4, dim_feedforward=256, num_layers=3),
+        tracker=TrackerConfig(hidden_dim=hidden, nheads=4, dim_feedforward=256, num_layers=3) if arch != "minvis" else None,
+        refiner=RefinerConfig(hidden_dim=hidden, nheads=4, dim_feedforward=256, num_layers=3) if arch == "offline" else None,
+        input=InputConfig(min_size_test=96),
+        test=TestConfig(max_num=10),
+    )
+
+
 PRESETS: dict[str, DVISConfig] = {
     f"{a}_{b}_{d}": _official(a, b, d) for a in ARCHS for b in BACKBONES for d in DATASETS
 }
+PRESETS.update({f"{a}_tiny_synth": tiny_config(a) for a in ARCHS})
 
 
 def get_preset(name: str) -> DVISConfig:
@@ -170,6 +191,16 @@ def with_arch(config: DVISConfig, arch: str) -> DVISConfig:
         config,
         name=config.name.replace(config.arch, arch, 1),
         arch=arch,
-        tracker=(config.tracker or TrackerConfig(hidden_dim=config.decoder.hidden_dim)) if arch != "minvis" else None,
-        refiner=(config.refiner or RefinerConfig(hidden_dim=config.decoder.hidden_dim)) if arch == "offline" else None,
+        tracker=(config.tracker or _stage_like(TrackerConfig, config)) if arch != "minvis" else None,
+        refiner=(config.refiner or _stage_like(RefinerConfig, config)) if arch == "offline" else None,
     )
+
+
+def _stage_like(cls, config: DVISConfig):
+    """A tracker / refiner sized like the segmenter's decoder (as the official configs do)."""
+    d = config.decoder
+    if config.tracker is not None and cls is RefinerConfig:
+        t = config.tracker
+        return RefinerConfig(hidden_dim=t.hidden_dim, nheads=t.nheads, dim_feedforward=t.dim_feedforward, num_layers=t.num_layers)
+    tiny = d.hidden_dim != 256
+    return cls(hidden_dim=d.hidden_dim, nheads=d.nheads, dim_feedforward=d.dim_feedforward, num_layers=3 if tiny else 6)

@@ -47,7 +47,7 @@ def segment(
     from dvis_cli.inference.device import check_precision, resolve_device
     from dvis_cli.inference.predictor import SegmentOptions, VideoPredictor
     from dvis_cli.inference.segment import FrameRange, _stem, segment_video, write_summary
-    from dvis_cli.io import expand_sources
+    from dvis_cli.io import expand_sources, open_source
     from dvis_cli.runs import run_dir
 
     if save_masks not in (None, "png"):
@@ -59,7 +59,7 @@ def segment(
     make_progress = progress_factory(progress)
     torch_device = resolve_device(device)
     dtype = check_precision(precision, torch_device)
-    specs = expand_sources(sources)
+    opened = [open_source(spec) for spec in expand_sources(sources)]  # every source checked before any work
     weights_path = resolve_weights(weights)
     model = load_model(weights_path, preset, torch_device, official_matching=official_matching)
     class_ids = _parse_classes(classes, model.config.classes.names)
@@ -69,9 +69,9 @@ def segment(
     folder = run_dir(out, name, exist_ok=exist_ok, latest=resume and not exist_ok)
     render_opts = {"alpha": alpha, "show": show_set} if render else None
     reports, taken = [], set()
-    for spec in specs:
+    for source in opened:
         report = segment_video(
-            predictor, spec, folder, _stem(spec, taken), options, FrameRange(start, end, stride),
+            predictor, source, folder, _stem(str(source.path), taken), options, FrameRange(start, end, stride),
             save_masks=save_masks, render=render_opts, resume=resume, weights_name=str(weights_path),
             progress=make_progress,
         )
@@ -84,7 +84,7 @@ def segment(
     _report(folder, reports, summary)
     broken = [r for r in reports if r.error]
     if broken:
-        raise InputError(f"{broken[0].source}: {broken[0].error}")
+        raise InputError(broken[0].error)
 
 
 def _parse_classes(text: str | None, names: tuple[str, ...]) -> tuple[int, ...] | None:

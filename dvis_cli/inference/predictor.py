@@ -129,6 +129,8 @@ class VideoPredictor:
         mode = mode or self.model.best_mode
         if mode not in STREAM_MODES:
             raise InputError(f"unknown mode {mode!r}; choose one of {', '.join(STREAM_MODES)}")
+        if mode == "semi-online" and self.model.refiner is None:
+            raise InputError("mode 'semi-online' needs a refiner, which these weights do not hold")
         self.model.check_mode("offline" if mode == "semi-online" else mode)
         return mode
 

@@ -60,7 +60,7 @@ def _options_signature(options: SegmentOptions, frames: FrameRange, weights: str
 
 def segment_video(
     predictor: VideoPredictor,
-    source_spec: str,
+    source_spec,  # a path / glob, or a source already opened with dvis_cli.io.open_source
     run_folder: Path,
     stem: str,
     options: SegmentOptions,
@@ -72,9 +72,10 @@ def segment_video(
     weights_name: str = "",
     progress=None,  # factory: (stem, total_frames) -> object with update(done, live) and close()
 ) -> VideoReport:
-    from dvis_cli.io import DecodeError, open_source
+    from dvis_cli.io import open_source
 
-    source = open_source(source_spec)
+    source = open_source(source_spec) if isinstance(source_spec, (str, os.PathLike)) else source_spec
+    source_spec = str(source.path)
     info = source.info
     if info.frame_count == 0:
         raise InputError(f"{source_spec}: the video has no frames")

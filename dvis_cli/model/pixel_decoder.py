@@ -169,6 +169,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
                 Conv2d(conv_dim, conv_dim, 3, padding=1, bias=False, norm=nn.GroupNorm(num_groups, conv_dim), activation=True),
             )
         self.num_feature_levels = n_levels
+        self.conv_dim = conv_dim
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -188,7 +189,8 @@ class MSDeformAttnPixelDecoder(nn.Module):
         for idx, f in enumerate(self.transformer_in_features[::-1]):
             x = features[f].float()
             srcs.append(self.input_proj[idx](x))
-            pos.append(sine_position_embedding(x.shape[-2], x.shape[-1], device=x.device)[None].expand(x.shape[0], -1, -1, -1))
+            pe = sine_position_embedding(x.shape[-2], x.shape[-1], self.conv_dim // 2, device=x.device)
+            pos.append(pe[None].expand(x.shape[0], -1, -1, -1))
         memory, spatial_shapes, level_start = self.transformer(srcs, pos)
         n = memory.shape[0]
         sizes = spatial_shapes.prod(1).tolist()
