@@ -315,16 +315,18 @@ def test_empty_weight_buffer_and_weighted_ce():
                 assert classes[b, f, q] == (tg[b].labels[i] if tg[b].present[i, f] else K)
     logp = torch.log_softmax(out["pred_logits"].detach(), -1)
     w = crit.empty_weight[classes]
-    manual = -(logp.gather(-1, classes[..., None])[..., 0] * w).sum() / w.sum()
+    # each video's weighted mean, then the mean over videos (one video per GPU, as the official recipe)
+    nll = -(logp.gather(-1, classes[..., None])[..., 0] * w)
+    manual = torch.stack([nll[b].sum() / w[b].sum() for b in range(2)]).mean()
     got = crit.loss_labels(out, tg, idx)
     assert got.item() == pytest.approx(manual.item(), rel=1e-5)
 
     # eq. 4 literally: per-frame weighted means summed over frames
     crit_sum = SetCriterion(K, HungarianMatcher(num_points=50), num_points=50, per_frame=True, frame_reduction="sum")
-    per_frame = [
-        -(logp[:, f].gather(-1, classes[:, f, :, None])[..., 0] * w[:, f]).sum() / w[:, f].sum() for f in range(3)
+    per_video = [
+        sum(nll[b, f].sum() / w[b, f].sum() for f in range(3)) for b in range(2)
     ]
-    assert crit_sum.loss_labels(out, tg, idx).item() == pytest.approx(sum(per_frame).item(), rel=1e-5)
+    assert crit_sum.loss_labels(out, tg, idx).item() == pytest.approx((sum(per_video) / 2).item(), rel=1e-5)
     assert crit_sum.num_masks(tg) == 5 and crit.num_masks(tg) == 15
 
 
@@ -435,14 +437,10 @@ def test_batch_of_two_equals_two_batches_of_one(per_frame):
         crit.unweighted_losses(slice_batch(out, b), [tg[b]], generator=seeded_generators([seeds[b]])) for b in range(2)
     ]
     n = [crit.num_masks([x]) for x in tg]
-    # CE is a weighted mean; every object is matched (N <= Q), so its total weight is known
-    if per_frame:
-        w = [0.1 * (t * q - int(x.present.sum())) + int(x.present.sum()) for x in tg]
-    else:
-        w = [0.1 * (q - len(x)) + len(x) for x in tg]
+    # CE: the mean of the videos' own weighted means; mask losses: normalised by all objects
     for key, value in both.items():
         parts = [s[key] for s in singles]
-        weights = w if key.startswith("loss_ce") else n
+        weights = [1.0, 1.0] if key.startswith("loss_ce") else n
         combined = (weights[0] * parts[0] + weights[1] * parts[1]) / (weights[0] + weights[1])
         assert value.item() == pytest.approx(combined.item(), rel=1e-5), key
     # and the batched matching is each video's own matching

@@ -6,7 +6,7 @@ import sys
 import typer
 
 from dvis_cli import __version__
-from dvis_cli.cli import data_cmd, eval_cmd, info_cmd, ops_cmd, render_cmd, segment_cmd, weights_cmd
+from dvis_cli.cli import data_cmd, eval_cmd, info_cmd, ops_cmd, render_cmd, segment_cmd, train_cmd, weights_cmd
 from dvis_cli.cli.common import console_err
 from dvis_cli.errors import DvisError
 
@@ -32,7 +32,7 @@ def _root(
     """DVIS: Decoupled Video Instance Segmentation (Zhang et al., ICCV 2023)."""
 
 
-for _module in (segment_cmd, render_cmd, info_cmd, weights_cmd, eval_cmd, data_cmd, ops_cmd):
+for _module in (segment_cmd, render_cmd, info_cmd, weights_cmd, eval_cmd, data_cmd, ops_cmd, train_cmd):
     _module.register(app)
 
 

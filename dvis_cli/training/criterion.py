@@ -216,14 +216,18 @@ class SetCriterion(nn.Module):
         logits = outputs["pred_logits"].float()  # (B, T, Q, K+1)
         classes = self.class_targets(outputs, targets, indices)
         weight = self.empty_weight.to(logits.device)
-        if not self.per_frame:
-            return F.cross_entropy(logits.mean(1).flatten(0, 1), classes.flatten(), weight=weight)
-        if self.frame_reduction == "mean":
-            return F.cross_entropy(logits.flatten(0, 2), classes.flatten(), weight=weight)
-        return sum(
-            F.cross_entropy(logits[:, t].flatten(0, 1), classes[:, t].flatten(), weight=weight)
-            for t in range(logits.shape[1])
-        )
+        # Each video's weighted mean, then the mean over videos: what the official recipe (one video
+        # per GPU, gradients averaged over GPUs) computes, so B videos in one process give the same
+        # loss as B processes of one video each.
+        per_video = []
+        for b in range(logits.shape[0]):
+            if not self.per_frame:
+                per_video.append(F.cross_entropy(logits[b].mean(0), classes[b], weight=weight))
+            elif self.frame_reduction == "mean":
+                per_video.append(F.cross_entropy(logits[b].flatten(0, 1), classes[b].flatten(), weight=weight))
+            else:
+                per_video.append(sum(F.cross_entropy(logits[b, t], classes[b, t], weight=weight) for t in range(logits.shape[1])))
+        return torch.stack(per_video).mean()
 
     def loss_masks(
         self,
