@@ -116,9 +116,11 @@ Prepared prepare(
           sampling_locations.contiguous(), attention_weights.contiguous()};
 }
 
+#ifndef DVIS_WITH_CUDA
 [[noreturn]] void no_cuda_kernel() {
   TORCH_CHECK(false, kOp, "dvis_cli._C was built without CUDA; rebuild it with `dvis build-ops`");
 }
+#endif
 
 at::Tensor forward(
     const at::Tensor& value, const at::Tensor& spatial_shapes, const at::Tensor& level_start_index,
