@@ -27,6 +27,7 @@ class TrainConfig:
     iters: int = 20000
     batch: int = 8  # videos per iteration, over all processes
     lr: float = 1e-4
+    backbone_lr_multiplier: float = 0.1
     weight_decay: float = 0.05
     clip_grad: float = 0.01  # full-model gradient L2 norm (official CLIP_VALUE)
     warmup_iters: int = 10

@@ -21,13 +21,13 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float, backbone_mult
             decay = weight_decay
             if isinstance(module, (*_NORMS, nn.Embedding)) or any(k in full for k in _NO_DECAY_NAMES):
                 decay = 0.0
-            rate = lr * (backbone_multiplier if ".backbone." in f".{full}" else 1.0)
+            rate = lr * (backbone_multiplier if f".{full}".startswith((".backbone.", ".segmenter.backbone.")) else 1.0)
             groups.setdefault((rate, decay), []).append(param)
     return [{"params": params, "lr": rate, "weight_decay": decay} for (rate, decay), params in groups.items()]
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    return torch.optim.AdamW(param_groups(model, lr, weight_decay), lr=lr, weight_decay=weight_decay)
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float, backbone_multiplier: float = 0.1) -> torch.optim.AdamW:
+    return torch.optim.AdamW(param_groups(model, lr, weight_decay, backbone_multiplier), lr=lr, weight_decay=weight_decay)
 
 
 def warmup_multistep(optimizer, max_iter: int, steps: list[float], gamma: float, warmup_iters: int, warmup_factor: float):

@@ -154,7 +154,7 @@ class Trainer:
                 self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
         self.criterion = build_criterion(cfg.stage, classes.num_classes, cfg.num_points).to(self.device)
-        self.optimizer = build_optimizer(self.module, cfg.lr, cfg.weight_decay)
+        self.optimizer = build_optimizer(self.module, cfg.lr, cfg.weight_decay, cfg.backbone_lr_multiplier)
         self.scheduler = warmup_multistep(self.optimizer, cfg.iters, cfg.steps, cfg.gamma, cfg.warmup_iters, cfg.warmup_factor)
         self.amp_dtype = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}[cfg.amp]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)

@@ -1,0 +1,131 @@
+"""Training on tiny synthetic data: losses fall, resume is exact, bad input stops before training."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dvis_cli.checkpoint.store import save_weights
+from dvis_cli.config import tiny_config
+from dvis_cli.data.synth import SynthConfig, write_dataset
+from dvis_cli.errors import DvisError
+from dvis_cli.model.build import build_dvis
+from dvis_cli.training.config import TrainConfig
+from dvis_cli.training.trainer import Trainer, set_seed
+
+SMALL = dict(num_points=300, min_sizes=[64], max_size=200, log_every=1, checkpoint_every=0, lr=4e-4, backbone_lr_multiplier=1.0)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synth")
+    write_dataset(root / "train", SynthConfig(videos=4, frames=8, height=64, width=96, seed=3))
+    return root / "train"
+
+
+@pytest.fixture(scope="module")
+def segmenter_weights(synth, tmp_path_factory) -> Path:
+    """An untrained tiny segmenter in dvis format (the tracker stage only needs one to start from)."""
+    from dvis_cli.data.ytvis import load_ytvis
+
+    torch.manual_seed(0)
+    config = tiny_config("minvis", load_ytvis(synth).class_set())
+    path = tmp_path_factory.mktemp("w") / "segmenter.safetensors"
+    save_weights(path, build_dvis(config).state_dict(), config)
+    return path
+
+
+def _trainer(tmp_path, **kw) -> Trainer:
+    cfg = TrainConfig(**{**SMALL, **kw})
+    set_seed(cfg.seed)
+    return Trainer(cfg, tmp_path / "run")
+
+
+def _params(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in trainer.module.state_dict().items()}
+
+
+def test_segmenter_loss_falls(synth, tmp_path):
+    trainer = _trainer(tmp_path, stage="segmenter", data=[str(synth)], iters=40, batch=2)
+    trainer.train()
+    import json
+
+    losses = [json.loads(l)["loss"] for l in (trainer.folder / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 40
+    assert sum(losses[-8:]) / 8 < 0.8 * sum(losses[:8]) / 8
+    assert (trainer.folder / "weights" / "last.safetensors").exists()
+
+
+def test_resume_is_exact_across_the_matching_phase_switch(synth, segmenter_weights, tmp_path, monkeypatch):
+    """6 iterations (matching on the segmenter's predictions until 3) vs a run that crashes in
+    iteration 3 (last checkpoint at 2) and is resumed by a new trainer."""
+    kw = dict(stage="tracker", data=[str(synth)], from_weights=str(segmenter_weights), iters=6, batch=1,
+              num_frames=3, frame_range=1, checkpoint_every=2)
+    full = _trainer(tmp_path / "a", **kw)
+    full.train()
+    first = _trainer(tmp_path / "b", **kw)
+    real_step = first.step
+
+    def crashing_step(samples):
+        if first.iteration == 3:
+            raise RuntimeError("power cut")
+        return real_step(samples)
+
+    monkeypatch.setattr(first, "step", crashing_step)
+    with pytest.raises(RuntimeError):
+        first.train()
+    resumed = _trainer(tmp_path / "b", **kw)
+    assert resumed.resume() and resumed.iteration == 2
+    resumed.train()
+    a, b = _params(full), _params(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_interrupt_leaves_a_loadable_checkpoint(synth, tmp_path, monkeypatch):
+    trainer = _trainer(tmp_path, stage="segmenter", data=[str(synth)], iters=10, batch=1)
+    real_step = trainer.step
+
+    def step(samples):
+        if trainer.iteration == 3:
+            raise KeyboardInterrupt
+        return real_step(samples)
+
+    monkeypatch.setattr(trainer, "step", step)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    state = torch.load(trainer.folder / "last.pt", weights_only=True)
+    assert state["iteration"] == 3
+    assert not list(trainer.folder.glob("*.part"))
+
+
+def test_bad_input_stops_before_training(synth, segmenter_weights, tmp_path):
+    with pytest.raises(DvisError, match="not found"):
+        _trainer(tmp_path, stage="segmenter", data=[str(tmp_path / "missing")], iters=1, batch=1)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(DvisError):
+        _trainer(tmp_path, stage="segmenter", data=[str(bad)], iters=1, batch=1)
+    with pytest.raises(DvisError, match="refiner stage needs trained tracker"):
+        _trainer(tmp_path, stage="refiner", data=[str(synth)], from_weights=str(segmenter_weights), iters=1, batch=1)
+    other = tiny_config("minvis")  # the 5 synthetic class names, but a different order
+    from dataclasses import replace
+
+    from dvis_cli.classes import ClassSet
+
+    shuffled = replace(other, classes=ClassSet(tuple(reversed(other.classes.names)), other.classes.dataset_ids, 5))
+    path = tmp_path / "other.safetensors"
+    save_weights(path, build_dvis(shuffled).state_dict(), shuffled)
+    with pytest.raises(DvisError, match="classes differ"):
+        _trainer(tmp_path, stage="tracker", data=[str(synth)], from_weights=str(path), iters=1, batch=1)
+
+
+def test_cli_bad_input_one_line(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "dvis_cli", "train", "segmenter", "--data", str(tmp_path / "nope"), "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.startswith("error:") and len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run([sys.executable, "-m", "dvis_cli", "train", "tracker", "--data", str(tmp_path), "--out", str(tmp_path / "runs")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "error:" in r.stderr
