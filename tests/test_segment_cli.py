@@ -123,3 +123,45 @@ def test_stream_breaking_mid_video_keeps_what_is_done(official_checkpoints, orac
     assert len(r.stderr.strip().splitlines()) == 1
     kept = json.loads((tmp_path / "runs" / "exp" / "broken.ytvis.json").read_text())
     assert kept and 0 < len(kept[0]["segmentations"]) < 40
+
+
+def test_resume_a_killed_run(tmp_path):
+    """Kill `dvis segment` after its first checkpoint; `--resume` finishes with the same result."""
+    import os
+    import signal
+    import time
+
+    import torch
+
+    from dvis_cli.checkpoint.store import save_weights
+    from dvis_cli.config import tiny_config
+    from dvis_cli.data.synth import write_example_clip
+    from dvis_cli.model.build import build_dvis
+
+    torch.manual_seed(0)
+    config = tiny_config("online")
+    weights = tmp_path / "tiny.safetensors"
+    save_weights(weights, build_dvis(config).state_dict(), config)
+    video = tmp_path / "long.mp4"
+    write_example_clip(video, seed=5, frames=90, size=(96, 160))
+
+    def cmd(name, *extra):
+        return [sys.executable, "-m", "dvis_cli", "segment", str(video), "--weights", str(weights), "--out", str(tmp_path / "runs"),
+                "--name", name, "--progress", "none", "--checkpoint-every", "9", "--exist-ok", *extra]
+
+    assert subprocess.run(cmd("whole"), capture_output=True, timeout=300).returncode == 0
+    proc = subprocess.Popen(cmd("killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = tmp_path / "runs" / "killed" / "long.results" / "resume.pt"
+    deadline = time.time() + 120
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert marker.exists(), "the run finished or failed before its first checkpoint"
+    assert not (tmp_path / "runs" / "killed" / "long.ytvis.json").exists()
+    r = subprocess.run(cmd("killed", "--resume"), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    whole = json.loads((tmp_path / "runs" / "whole" / "long.ytvis.json").read_text())
+    resumed = json.loads((tmp_path / "runs" / "killed" / "long.ytvis.json").read_text())
+    assert len(resumed[0]["segmentations"]) == 90
+    assert resumed == whole

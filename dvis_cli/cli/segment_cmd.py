@@ -38,6 +38,7 @@ def segment(
     show: str = typer.Option("mask,contour,label", "--show", help="What renders draw: mask,contour,box,label."),
     progress: str = typer.Option("rich", "--progress", help="rich | plain | json | none"),
     resume: bool = typer.Option(False, "--resume", help="Continue the latest (or --name) run of these sources where it stopped."),
+    checkpoint_every: int = typer.Option(50, "--checkpoint-every", min=1, help="Frames between resume checkpoints (online / semi-online)."),
 ) -> None:
     """Segment and track every instance in videos; write YouTube-VIS / COCO / CSV exports."""
     from dvis_cli.checkpoint.load import load_model
@@ -63,7 +64,7 @@ def segment(
     weights_path = resolve_weights(weights)
     model = load_model(weights_path, preset, torch_device, official_matching=official_matching)
     class_ids = _parse_classes(classes, model.config.classes.names)
-    options = SegmentOptions(mode, window, size, conf, class_ids, max_instances, top_k, batch_frames)
+    options = SegmentOptions(mode, window, size, conf, class_ids, max_instances, top_k, batch_frames, checkpoint_every)
     predictor = VideoPredictor(model, torch_device, dtype)
     predictor.check_mode(mode)
     folder = run_dir(out, name, exist_ok=exist_ok, latest=resume and not exist_ok)

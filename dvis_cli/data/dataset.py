@@ -330,7 +330,9 @@ class TrainingStream:
 
     def element(self, iteration: int, slot: int) -> tuple[int, int, np.random.Generator]:
         """(data set, item index, generator) of batch element `slot` of `iteration` on this rank."""
-        rng = np.random.default_rng([self.seed, iteration, self.rank, slot])
+        # Keyed by the element's place in the global batch, not by (rank, slot): N processes with
+        # batch b draw exactly the clips one process with batch N*b draws.
+        rng = np.random.default_rng([self.seed, iteration, self.rank * self.batch_size + slot])
         d = self._choose_dataset(rng)
         n = len(self.datasets[d])
         position = (iteration * self.world_size + self.rank) * self.batch_size + slot

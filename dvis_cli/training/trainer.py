@@ -50,13 +50,13 @@ def stage_weights(run: Path, stage: str, which: str = "last") -> Path:
 def build_stream(cfg: TrainConfig, rank: int, world: int):
     from dvis_cli.data.dataset import ClipDataset, TrainingStream, parse_data_spec
     from dvis_cli.data.transforms import AugmentConfig
-    from dvis_cli.data.ytvis import load_ytvis
+    from dvis_cli.data.source import load_training_source
 
     augment = AugmentConfig(min_sizes=tuple(cfg.min_sizes), max_size=cfg.max_size, crop=cfg.crop, flip=cfg.flip)
     datasets, ratios = [], []
     for spec in cfg.data:
         path, ratio = parse_data_spec(spec)
-        videos = load_ytvis(path)
+        videos = load_training_source(path)
         datasets.append(
             ClipDataset(videos, cfg.stage_value("num_frames"), cfg.stage_value("frame_range"), augment, cfg.stage_value("reverse_prob"))
         )
