@@ -157,6 +157,83 @@ def score(
         console.print(f"wrote {json_out}")
 
 
+def _run_model(gt_json: Path, image_root: Path, weights: str | None, preset: str | None, mode: str | None, limit: int,
+               size: int | None, device: str, out: Path, name: str, resume: bool) -> None:
+    """Model over a dataset -> results.json + CodaLab zip (+ metrics when the json has annotations)."""
+    from dvis_cli.checkpoint.load import load_model
+    from dvis_cli.checkpoint.resolve import resolve_weights
+    from dvis_cli.eval import write_json_atomic
+    from dvis_cli.inference.dataset import plan_dataset, run_dataset
+    from dvis_cli.inference.device import resolve_device
+    from dvis_cli.inference.predictor import SegmentOptions, VideoPredictor
+    from dvis_cli.runs import run_dir
+
+    torch_device = resolve_device(device)
+    path = resolve_weights(weights)
+    model = load_model(path, preset, torch_device)
+    predictor = VideoPredictor(model, torch_device)
+    options = SegmentOptions(mode=mode, size=size)
+    predictor.check_mode(mode)
+    plan = plan_dataset(gt_json, image_root, model.config.classes.names, model.config.classes.dataset_ids, limit)
+    folder = run_dir(out, name, latest=resume)
+    with Progress(console=console_err) as bar:
+        task = bar.add_task("videos", total=None)
+        run = run_dataset(predictor, plan, folder, options,
+                          progress=lambda done, total, _vid: bar.update(task, completed=done, total=total))
+    console.print(f"wrote {run.results_json} and the CodaLab submission {run.submission_zip} ({run.videos} videos)")
+    if run.has_ground_truth:
+        metrics = _score_vis(run.gt_json, run.results_json, per_category=False)
+        write_json_atomic(folder / "metrics.json", metrics)
+        console.print(f"wrote {folder / 'metrics.json'}")
+    else:
+        console.print("the annotation file has no ground truth (official val / test): upload the zip to the benchmark server")
+
+
+def _dataset_command(dataset: str):
+    def command(
+        weights: str = typer.Option(None, "--weights", "-w", help="Weights (embedded name, path or URL)."),
+        data_root: Path = typer.Option(Path("datasets"), "--data-root", help="Folder holding the datasets in the detectron2 layout."),
+        split: str = typer.Option("valid", "--split", help="Split (the annotation file's name, e.g. valid, train)."),
+        mode: str = typer.Option(None, "--mode", help="online | offline | semi-online | minvis (default: the most the weights can do)."),
+        limit: int = typer.Option(0, "--limit", min=0, help="Only the first N videos."),
+        size: int = typer.Option(None, "--size", help="Shorter side fed to the model."),
+        preset: str = typer.Option(None, "--preset", help="Preset for official checkpoints."),
+        device: str = typer.Option("auto", "--device"),
+        out: Path = typer.Option(Path("runs/eval"), "--out"),
+        name: str = typer.Option(dataset, "--name"),
+        resume: bool = typer.Option(False, "--resume", help="Continue the latest run, skipping finished videos."),
+    ) -> None:
+        from dvis_cli.inference.dataset import official_paths
+
+        gt_json, images = official_paths(dataset, data_root, split)
+        _run_model(gt_json, images, weights, preset, mode, limit, size, device, out, name, resume)
+
+    command.__doc__ = f"Run a model over {dataset} (official layout under --data-root): submission zip, and metrics when GT is there."
+    return command
+
+
+for _dataset in ("ovis", "ytvis19", "ytvis21", "ytvis22"):
+    eval_app.command(_dataset)(_dataset_command(_dataset))
+
+
+@eval_app.command("ytvis-custom")
+def ytvis_custom(
+    gt: Path = typer.Option(..., "--gt", help="YouTube-VIS-format json (file_names relative to --frames)."),
+    frames: Path = typer.Option(..., "--frames", help="Folder the json's file_names are relative to."),
+    weights: str = typer.Option(None, "--weights", "-w", help="Weights (embedded name, path or URL)."),
+    mode: str = typer.Option(None, "--mode", help="online | offline | semi-online | minvis"),
+    limit: int = typer.Option(0, "--limit", min=0, help="Only the first N videos."),
+    size: int = typer.Option(None, "--size", help="Shorter side fed to the model."),
+    preset: str = typer.Option(None, "--preset"),
+    device: str = typer.Option("auto", "--device"),
+    out: Path = typer.Option(Path("runs/eval"), "--out"),
+    name: str = typer.Option("custom", "--name"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the latest run, skipping finished videos."),
+) -> None:
+    """Run a model over any YouTube-VIS-format dataset; metrics when the json has annotations."""
+    _run_model(gt, frames, weights, preset, mode, limit, size, device, out, name, resume)
+
+
 def register(app: typer.Typer) -> None:
     """Add the `eval` command group to the `dvis` app."""
     app.add_typer(eval_app, name="eval")
