@@ -42,5 +42,6 @@ def masks_to_output(
         return torch.zeros((0, mask_logits.shape[1], *output_size), dtype=torch.bool)
     x = F.interpolate(mask_logits.float(), size=padded_size, mode="bilinear", align_corners=False)
     x = x[:, :, : image_size[0], : image_size[1]]
-    x = F.interpolate(x, size=output_size, mode="bilinear", align_corners=False)
+    if tuple(x.shape[-2:]) != tuple(output_size):  # same size: bilinear is the identity
+        x = F.interpolate(x, size=output_size, mode="bilinear", align_corners=False)
     return x > 0

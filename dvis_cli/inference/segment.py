@@ -41,6 +41,14 @@ class VideoReport:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM; ru_maxrss can carry a parent's peak over exec)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -111,6 +119,8 @@ def segment_video(
         weights=weights_name,
         extra={"video": info.to_dict()},
     )
+    if meta.task == "vps" and getattr(source, "files", None):  # frame folders: VIPSeg PNGs keep the frame names
+        meta.extra["frame_files"] = [os.path.basename(f) for f in source.files]
     writer = ResultWriter(store_dir, meta, resume_frames=state.frames_done if state else None)
 
     def checkpoint(s: StreamState) -> None:
@@ -174,6 +184,12 @@ def _export(store: ResultStore, run_folder: Path, stem: str, exports, save_masks
     from dvis_cli import export
 
     outputs = {"results": str(store.folder)}
+    if store.meta.task == "vps":  # VIPSeg PNGs + pred.json instead of the instance exports
+        written = export.write_vipseg(store, run_folder, stem)
+        outputs.update({k: str(v) for k, v in written.items()})
+        if save_masks == "png":
+            outputs["masks"] = str(written["pan_pred"])
+        exports, save_masks = (), None
     if "ytvis" in exports:
         outputs["ytvis"] = str(export.write_ytvis(store, run_folder / f"{stem}.ytvis.json"))
     if "coco" in exports:

@@ -138,10 +138,14 @@ class ReferringTracker(nn.Module):
         out = TrackerOutput(logits, normed, masks, torch.stack(indices, 1), aux_outputs)
         return out, state
 
-    def frame_forward(self, frame_embeds: Tensor) -> Tensor:
+    def frame_forward(self, frame_embeds: Tensor, chunk: int = 64) -> Tensor:
         """Each frame's segmenter queries through the six layers as if it were a first frame.
-        (B, T, Q, C) -> (B, T, Q, C) after decoder_norm: the refiner's cross-attention memory."""
+        (B, T, Q, C) -> (B, T, Q, C) after decoder_norm: the refiner's cross-attention memory.
+        Frames are independent here, so they go `chunk` at a time (bounded memory, same numbers)."""
         b, t, q, c = frame_embeds.shape
-        x = frame_embeds.reshape(b * t, q, c).transpose(0, 1)  # (Q, B*T, C)
-        out = self._layers(x, None, x)[-1]
-        return self.decoder_norm(out).transpose(0, 1).reshape(b, t, q, c)
+        flat = frame_embeds.reshape(b * t, q, c)
+        outs = []
+        for start in range(0, b * t, chunk):
+            x = flat[start : start + chunk].transpose(0, 1)  # (Q, n, C)
+            outs.append(self.decoder_norm(self._layers(x, None, x)[-1]).transpose(0, 1))
+        return torch.cat(outs).reshape(b, t, q, c)
