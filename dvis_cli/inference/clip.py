@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dvis_cli.inference.panoptic import PanopticVideo, panoptic_merge_clip
 from dvis_cli.inference.postprocess import masks_to_output, vis_topk
 from dvis_cli.inference.preprocess import resize_frames, shortest_edge_size
 from dvis_cli.model.dvis import DVIS, ClipOutputs
@@ -48,13 +49,42 @@ def predict_clip(
     top_k: int | None = None,
 ) -> VideoPrediction:
     """Segment, track and refine a clip; `resize=False` feeds the frames at their own size."""
+    out, padded_size, image_size = _forward(model, frames, mode, size, window_size, resize)
+    return finalize(model, out, padded_size, image_size, tuple(frames.shape[1:3]), top_k)
+
+
+def _forward(model: DVIS, frames: np.ndarray, mode, size, window_size, resize: bool) -> tuple[ClipOutputs, tuple, tuple]:
     if resize:
         images, image_size = prepare_clip(model, frames, size)
     else:
         images = model.normalize(torch.as_tensor(frames).permute(0, 3, 1, 2).float())
         image_size = tuple(frames.shape[1:3])
     out = model.forward_clip(images.to(model.device), mode, window_size)
-    return finalize(model, out, images.shape[-2:], image_size, tuple(frames.shape[1:3]), top_k)
+    return out, tuple(images.shape[-2:]), tuple(image_size)
+
+
+def predict_clip_panoptic(
+    model: DVIS,
+    frames: np.ndarray,
+    mode: str | None = None,
+    size: int | None = None,
+    window_size: int | None = None,
+    resize: bool = True,
+) -> PanopticVideo:
+    """Video panoptic segmentation of a clip (VPS models): the official panoptic merge over the
+    whole clip; `ids` is (T, H, W) int32 at the input size, 0 = void."""
+    out, padded_size, image_size = _forward(model, frames, mode, size, window_size, resize)
+    return finalize_panoptic(model, out, padded_size, image_size, tuple(frames.shape[1:3]))
+
+
+def finalize_panoptic(model: DVIS, out: ClipOutputs, padded_size, image_size, output_size) -> PanopticVideo:
+    test = model.config.test
+    result = panoptic_merge_clip(
+        out.final_logits, out.final_masks, tuple(padded_size), tuple(image_size), tuple(output_size),
+        model.config.classes.num_things, out.aux_logits, test.object_mask_threshold, test.overlap_threshold,
+    )
+    result.mode = out.mode
+    return result
 
 
 def finalize(model: DVIS, out: ClipOutputs, padded_size, image_size, output_size, top_k: int | None = None) -> VideoPrediction:

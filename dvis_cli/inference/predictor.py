@@ -10,6 +10,9 @@ as soon as they are final. Modes:
                read back for the refiner's masks (exact, and RAM does not grow with length)
 The video-level class of each track (and which tracks are kept: the official top-k) is decided
 at the end, from logits accumulated over the video.
+VPS models (`config.test.task == "vps"`): each frame's mask logits are spilled to disk instead, and
+the official panoptic merge runs over them at the end (dvis_cli/inference/panoptic.py); the store
+then holds one track per panoptic segment.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from dvis_cli.inference.device import autocast
+from dvis_cli.inference.panoptic import PanopticMerger, PanopticSpill, store_panoptic
 from dvis_cli.inference.postprocess import vis_topk
 from dvis_cli.inference.preprocess import resize_frames, shortest_edge_size
 from dvis_cli.inference.results import ResultWriter, Track, encode_mask
@@ -122,6 +126,7 @@ class VideoPredictor:
         self.model = model.eval().to(device)
         self.device = torch.device(device)
         self.dtype = dtype
+        self._spill: PanopticSpill | None = None  # VPS runs: the frames' mask logits on disk
 
     def check_mode(self, mode: str | None) -> str:
         from dvis_cli.errors import InputError
@@ -155,13 +160,24 @@ class VideoPredictor:
         state = state or StreamState()
         self._last_checkpoint = state.frames_done
         batch = options.batch_frames or self.model.config.test.window_size
-        with torch.inference_mode():
-            if mode in ("minvis", "online"):
-                self._run_online(frames, batch, mode, state, options, checkpoint)
-            else:
-                window = options.window if mode == "semi-online" else None
-                self._run_refined(frames, batch, window, state, options, checkpoint)
-        tracks = self._select_tracks(state, mode, options)
+        vps = self.model.config.test.task == "vps"
+        self._spill = PanopticSpill(writer.folder) if vps else None
+        if vps:
+            checkpoint = None  # the panoptic merge needs the whole video: nothing to resume from
+        try:
+            with torch.inference_mode():
+                if mode in ("minvis", "online"):
+                    self._run_online(frames, batch, mode, state, options, checkpoint)
+                else:
+                    window = options.window if mode == "semi-online" else None
+                    self._run_refined(frames, batch, window, state, options, checkpoint)
+                if vps:
+                    tracks = self._panoptic_tracks(state)
+        finally:
+            if self._spill is not None:
+                self._spill.close()
+        if not vps:
+            tracks = self._select_tracks(state, mode, options)
         writer.finish(tracks)
         return StreamResult(tracks, state.frames_done)
 
@@ -191,6 +207,8 @@ class VideoPredictor:
 
     def _write_frames(self, batch: list, mask_logits: torch.Tensor, state: StreamState) -> None:
         """mask_logits: (T, Q, h, w) at 1/4 of the padded input -> RLE per non-empty slot."""
+        if self._spill is not None:
+            return self._spill_frames(batch, mask_logits, state)
         padded = (mask_logits.shape[-2] * 4, mask_logits.shape[-1] * 4)
         live = 0
         for frame, logits in zip(batch, mask_logits.float()):
@@ -210,6 +228,15 @@ class VideoPredictor:
             live = len(masks)
         if self.progress:
             self.progress(state.frames_done, live)
+
+    def _spill_frames(self, batch: list, mask_logits: torch.Tensor, state: StreamState) -> None:
+        """VPS: keep each frame's (Q, h, w) mask logits on disk until the video-level merge."""
+        for frame, logits in zip(batch, mask_logits):
+            self._spill.add(_Stamp(frame.index, frame.time), logits)
+            state.frames_done += 1
+            state.last_index = frame.index
+        if self.progress:
+            self.progress(state.frames_done, 0)
 
     def _maybe_checkpoint(self, state: StreamState, options: SegmentOptions, checkpoint) -> None:
         """At a point where the state is complete (no frames buffered), every `checkpoint_every` frames."""
@@ -285,6 +312,21 @@ class VideoPredictor:
             start += len(batch)
 
     # ----------------------------------------------------------------------------------------
+    def _panoptic_tracks(self, state: StreamState) -> list[Track]:
+        """VPS: the official panoptic merge in two passes over the spilled frames; the store gets
+        each frame's segments (keyed by segment id) and one track per segment."""
+        config = self.model.config
+        if state.frames_done == 0 or state.logit_sum is None:
+            return store_panoptic(self.writer, self._spill, None, config.classes)
+        final = state.logit_sum / state.frames_done
+        aux = state.aux_sum / state.frames_done if state.aux_sum is not None else None
+        h, w = self._spill.mask_shape
+        merger = PanopticMerger(
+            final, (h * 4, w * 4), self.image_size, self.output_size, config.classes.num_things, aux,
+            config.test.object_mask_threshold, config.test.overlap_threshold, self.device,
+        )
+        return store_panoptic(self.writer, self._spill, merger, config.classes)
+
     def _select_tracks(self, state: StreamState, mode: str, options: SegmentOptions) -> list[Track]:
         if state.frames_done == 0 or state.logit_sum is None:
             return []
