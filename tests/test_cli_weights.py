@@ -48,3 +48,20 @@ def test_bad_input_one_line_nonzero_nothing_written(tmp_path, content, message):
 def test_class_count_mismatch_from_cli(tmp_path, official_checkpoints):
     r = dvis("weights", "convert", str(official_checkpoints["minvis_r50_ovis"]), str(tmp_path / "x.safetensors"), "--preset", "minvis_r50_vipseg")
     assert r.returncode == 2 and "class-count mismatch" in r.stderr
+
+
+def test_os_errors_are_one_line(tmp_path, monkeypatch, capsys):
+    """A full disk (or any OSError) while writing ends in one line and a non-zero exit."""
+    import errno
+
+    from dvis_cli.cli import app as cli_app
+
+    def full_disk(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out.safetensors"))
+
+    monkeypatch.setattr(cli_app, "app", full_disk)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_app.main(["weights", "info", "x"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and len(err.strip().splitlines()) == 1

@@ -43,6 +43,10 @@ def main(argv: list[str] | None = None) -> None:
     except DvisError as exc:
         console_err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:  # full disk, permission denied, ...: the system's reason, one line
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        console_err.print(f"[bold red]error:[/] {exc.strerror or exc}{where}", highlight=False, soft_wrap=True)
+        sys.exit(1)
     except KeyboardInterrupt:
         console_err.print("[bold red]interrupted[/]")
         sys.exit(130)
