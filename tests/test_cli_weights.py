@@ -65,3 +65,8 @@ def test_os_errors_are_one_line(tmp_path, monkeypatch, capsys):
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert "No space left on device" in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_option_is_a_usage_error_not_a_traceback():
+    r = dvis("weights", "info", "--no-such-option")
+    assert r.returncode == 2 and "No such option" in r.stderr and "Traceback" not in r.stderr

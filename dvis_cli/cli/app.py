@@ -55,13 +55,17 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         console_err.print("[bold red]aborted[/]")
         sys.exit(1)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:
+        if _is_usage_error(exc):  # a bad option or argument: click's usage message, exit 2
             exc.show()
             sys.exit(exc.exit_code)
         raise
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    """Click's errors, whether from click itself or the copy typer vendors (typer._click)."""
+    module = type(exc).__module__
+    return (module.startswith("click.") or module.startswith("typer._click")) and hasattr(exc, "show")
 
 
 if __name__ == "__main__":
