@@ -7,7 +7,8 @@ as soon as they are final. Modes:
   semi-online  + temporal refiner per window of N frames; the tracker runs on across windows,
                so a track keeps its id
   offline      + temporal refiner over the whole video; mask features are spilled to disk and
-               read back for the refiner's masks (exact, and RAM does not grow with length)
+               read back for the refiner's masks (exact; the per-frame queries stay in RAM and
+               the refiner attends over all frames, so offline memory still grows with length)
 The video-level class of each track (and which tracks are kept: the official top-k) is decided
 at the end, from logits accumulated over the video.
 VPS models (`config.test.task == "vps"`): each frame's mask logits are spilled to disk instead, and
@@ -217,7 +218,9 @@ class VideoPredictor:
             if len(slots):
                 up = F.interpolate(logits[slots][:, None], size=padded, mode="bilinear", align_corners=False)
                 up = up[:, :, : self.image_size[0], : self.image_size[1]]
-                up = F.interpolate(up, size=self.output_size, mode="bilinear", align_corners=False)[:, 0] > 0
+                if tuple(up.shape[-2:]) != tuple(self.output_size):  # same size: bilinear is the identity
+                    up = F.interpolate(up, size=self.output_size, mode="bilinear", align_corners=False)
+                up = up[:, 0] > 0
                 up = up.cpu().numpy()
                 for slot, mask in zip(slots.tolist(), up):
                     if mask.any():
