@@ -289,3 +289,35 @@ def test_cli_segment_then_score(vps_model, clip, tmp_path, capsys):
     main(["eval", "score", "--gt-pan", str(run / "pan_pred"), "--gt-json", str(gt_json),
           "--pred-pan", str(run / "pan_pred"), "--pred-json", str(run / "pred.json")])
     assert "100.0" in capsys.readouterr().out
+
+
+def test_eval_vipseg_dataset_run(vps_model, clip, tmp_path, capsys):
+    """`dvis eval vipseg` over the official 720p layout: pan_pred + pred.json, then VPQ against GT."""
+    import shutil
+
+    from dvis_cli.checkpoint.store import save_weights
+    from dvis_cli.cli.app import main
+
+    weights = tmp_path / "vps.safetensors"
+    save_weights(weights, vps_model.state_dict(), vps_model.config)
+    root = tmp_path / "datasets" / "VIPSeg" / "VIPSeg_720P"
+    frames = root / "images" / "12_abc"
+    frames.mkdir(parents=True)
+    names = [f"{t:08d}" for t in range(len(clip))]
+    for name, frame in zip(names, clip):
+        cv2.imwrite(str(frames / f"{name}.jpg"), frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 100])
+    split = {"annotations": [{"video_id": "12_abc", "annotations": [{"image_id": n, "file_name": f"{n}.png", "segments_info": []} for n in names]}]}
+    (root / "panoptic_gt_VIPSeg_val.json").write_text(json.dumps(split))
+    args = ["eval", "vipseg", "--weights", str(weights), "--data-root", str(tmp_path / "datasets"), "--out", str(tmp_path / "runs"),
+            "--size", str(SIZE)]
+    main(args)  # no GT PNGs yet: a submission only
+    run = tmp_path / "runs" / "vipseg"
+    pred = json.loads((run / "pred.json").read_text())
+    assert [v["video_id"] for v in pred["annotations"]] == ["12_abc"]
+    assert sorted(p.stem for p in (run / "pan_pred" / "12_abc").iterdir()) == names
+    # the predictions as ground truth: the run scores VPQ 100
+    (root / "panoptic_gt_VIPSeg_val.json").write_text(json.dumps(_gt_from(pred, clip.shape[2], clip.shape[1])))
+    shutil.copytree(run / "pan_pred", root / "panomasksRGB")
+    capsys.readouterr()
+    main(args + ["--resume"])
+    assert json.loads((run / "metrics.json").read_text())["VPQ"] == pytest.approx(100.0)

@@ -234,6 +234,48 @@ def ytvis_custom(
     _run_model(gt, frames, weights, preset, mode, limit, size, device, out, name, resume)
 
 
+@eval_app.command("vipseg")
+def vipseg(
+    weights: str = typer.Option(None, "--weights", "-w", help="A VIPSeg (video panoptic) model: embedded name, path or URL."),
+    data_root: Path = typer.Option(Path("datasets"), "--data-root", help="Folder holding VIPSeg/VIPSeg_720P (the official 720p layout)."),
+    split: str = typer.Option("val", "--split", help="val, test or train."),
+    mode: str = typer.Option(None, "--mode", help="online | offline | minvis (default: the most the weights can do)."),
+    limit: int = typer.Option(0, "--limit", min=0, help="Only the first N videos."),
+    size: int = typer.Option(None, "--size", help="Shorter side fed to the model."),
+    preset: str = typer.Option(None, "--preset"),
+    device: str = typer.Option("auto", "--device"),
+    out: Path = typer.Option(Path("runs/eval"), "--out"),
+    name: str = typer.Option("vipseg", "--name"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the latest run, skipping finished videos."),
+) -> None:
+    """Run a VPS model over VIPSeg: pan_pred/ + pred.json, and VPQ / STQ when the GT PNGs are there."""
+    from dvis_cli.checkpoint.load import load_model
+    from dvis_cli.checkpoint.resolve import resolve_weights
+    from dvis_cli.eval import write_json_atomic
+    from dvis_cli.inference.dataset import VIPSEG_LAYOUT, run_vipseg_dataset
+    from dvis_cli.inference.device import resolve_device
+    from dvis_cli.inference.predictor import SegmentOptions, VideoPredictor
+    from dvis_cli.runs import run_dir
+
+    ann, images, pans = (data_root / p.format(split=split) for p in VIPSEG_LAYOUT)
+    torch_device = resolve_device(device)
+    model = load_model(resolve_weights(weights), preset, torch_device)
+    predictor = VideoPredictor(model, torch_device)
+    predictor.check_mode(mode)
+    folder = run_dir(out, name, latest=resume)
+    with Progress(console=console_err) as bar:
+        task = bar.add_task("videos", total=None)
+        pan_pred, pred_json, n = run_vipseg_dataset(predictor, ann, images, folder, SegmentOptions(mode=mode, size=size), limit,
+                                                    progress=lambda done, total, _v: bar.update(task, completed=done, total=total))
+    console.print(f"wrote {pred_json} and {pan_pred}/ ({n} videos)")
+    if pans.is_dir():
+        metrics = _score_vps(pans, ann, pan_pred, pred_json, per_category=False)
+        write_json_atomic(folder / "metrics.json", metrics)
+        console.print(f"wrote {folder / 'metrics.json'}")
+    else:
+        console.print("no ground-truth panoptic PNGs for this split: submit pred.json and pan_pred/ to the benchmark")
+
+
 def register(app: typer.Typer) -> None:
     """Add the `eval` command group to the `dvis` app."""
     app.add_typer(eval_app, name="eval")

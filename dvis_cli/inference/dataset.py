@@ -153,3 +153,55 @@ def run_dataset(
         gt_json = out / "ground_truth.subset.json"
         gt_json.write_text(json.dumps(gt))
     return DatasetRun(results, results_json, zip_path, has_gt, gt_json, len(videos))
+
+
+VIPSEG_LAYOUT = ("VIPSeg/VIPSeg_720P/panoptic_gt_VIPSeg_{split}.json", "VIPSeg/VIPSeg_720P/images", "VIPSeg/VIPSeg_720P/panomasksRGB")
+
+
+def vipseg_frames(gt: dict, image_root: Path, limit: int = 0) -> list[tuple[str, list[Path]]]:
+    """(video id, frame files) in the json's order; frames are images/<video>/<image id>.jpg."""
+    per_video = gt.get("annotations") or gt.get("videos") or []
+    out = []
+    for video in per_video[:limit] if limit else per_video:
+        vid = str(video["video_id"])
+        entries = video.get("annotations") or video.get("images") or []
+        names = [str(e.get("image_id") or e.get("id") or Path(e["file_name"]).stem) for e in entries]
+        files = [image_root / vid / f"{Path(n).stem}.jpg" for n in names]
+        missing = [f for f in files if not f.exists()]
+        if missing:
+            raise InputError(f"video {vid}: {len(missing)} frames missing, e.g. {missing[0]}")
+        out.append((vid, files))
+    return out
+
+
+def run_vipseg_dataset(
+    predictor: VideoPredictor,
+    gt_json: Path,
+    image_root: Path,
+    out: Path,
+    options: SegmentOptions,
+    limit: int = 0,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> tuple[Path, Path, int]:
+    """VIPSeg submission (`pan_pred/` + `pred.json`) of a VPS model; finished videos are skipped."""
+    from dvis_cli.inference.segment import segment_video
+    from dvis_cli.io import ImageSequenceSource
+
+    if predictor.model.config.test.task != "vps":
+        raise InputError("VIPSeg needs a video panoptic model (a *_vipseg preset / VIPSeg checkpoint)")
+    if not gt_json.exists():
+        raise InputError(f"{gt_json}: no such annotation file")
+    try:
+        gt = json.loads(gt_json.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{gt_json}: not valid JSON ({exc})") from None
+    videos = vipseg_frames(gt, image_root, limit)
+    out.mkdir(parents=True, exist_ok=True)
+    for n, (vid, files) in enumerate(videos):
+        if progress:
+            progress(n, len(videos), vid)
+        source = ImageSequenceSource([str(f) for f in files], str(image_root / vid), fps=None)
+        segment_video(predictor, source, out, vid, options, exports=(), resume=True)
+    if progress:
+        progress(len(videos), len(videos), "")
+    return out / "pan_pred", out / "pred.json", len(videos)
