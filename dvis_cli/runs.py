@@ -23,3 +23,11 @@ def run_dir(project: str | Path, name: str = "exp", exist_ok: bool = False, late
     path = project / (name if n == 1 else f"{name}{n}")
     path.mkdir(parents=True, exist_ok=False)
     return path
+
+
+def numbered_runs(project: str | Path, name: str = "exp") -> list[Path]:
+    """Existing runs name, name2, name3, ... newest (highest number) first."""
+    project = Path(project)
+    pattern = re.compile(rf"^{re.escape(name)}(\d*)$")
+    found = [(int(m.group(1) or 1), p) for p in project.glob(f"{name}*") if p.is_dir() and (m := pattern.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]

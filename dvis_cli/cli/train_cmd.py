@@ -33,7 +33,6 @@ def _run_stage(
     workers: Optional[int],
     progress: str,
 ) -> None:
-    from dvis_cli.runs import run_dir
     from dvis_cli.training.config import TrainConfig, apply_overrides, load_toml, parse_sets
 
     cfg = TrainConfig(stage=stage)
@@ -50,8 +49,7 @@ def _run_stage(
     if in_torchrun:
         run = Path(cfg.out) / cfg.name
     else:
-        # tracker / refiner (and --resume) continue the latest run, where the previous stage lives
-        run = run_dir(cfg.out, cfg.name, latest=resume or stage != "segmenter")
+        run = _stage_run(Path(cfg.out), cfg.name, stage, resume, cfg.from_weights is not None)
     if gpus > 1 and not in_torchrun:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}", "-m", "dvis_cli",
                "train", stage, *sys.argv[sys.argv.index(stage) + 1 :], "--out", str(run.parent), "--name", run.name]
@@ -82,6 +80,34 @@ def _run_stage(
         ap = f", validation AP {ev['AP']:.3f}" if ev else ""
         console.print(f"[green]done[/] {stage}: {summary['iterations']} iterations in {summary['seconds']:.0f} s{ap}")
         console.print(f"  weights: {trainer.folder / 'weights' / 'last.safetensors'}   metrics: {trainer.folder / 'metrics.jsonl'}")
+
+
+def _stage_run(project: Path, name: str, stage: str, resume: bool, has_from: bool) -> Path:
+    """The run folder of this stage: --resume continues the newest run holding this stage; a tracker
+    or refiner joins the newest run holding the previous stage (whose weights it starts from) or,
+    with --from, the newest run not yet holding this stage; a segmenter starts a new run."""
+    from dvis_cli.errors import InputError
+    from dvis_cli.runs import numbered_runs, run_dir
+    from dvis_cli.training.trainer import PREVIOUS, stage_weights
+
+    runs = numbered_runs(project, name)
+    if resume:
+        found = [r for r in runs if (r / stage / "last.pt").exists()]
+        if not found:
+            raise InputError(f"nothing to resume: no {project}/{name}* run holds a {stage} checkpoint")
+        return found[0]
+    if stage == "segmenter":
+        return run_dir(project, name)
+    if not has_from:
+        found = [r for r in runs if stage_weights(r, PREVIOUS[stage]).exists()]
+        if not found:
+            raise InputError(
+                f"the {stage} stage starts from a trained {PREVIOUS[stage]}: none in {project}/{name}*; "
+                "train it first or pass --from WEIGHTS"
+            )
+        return found[0]
+    free = [r for r in runs if not (r / stage).exists()]
+    return free[0] if free else run_dir(project, name)
 
 
 def _make(stage: str):
