@@ -148,3 +148,13 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(synth, tmp_p
     other = run("other", "--batch", "1")  # different data: shows the comparison can fail
     assert max((two[k] - one[k]).abs().max().item() for k in two) < 1e-5
     assert max((two[k] - other[k]).abs().max().item() for k in two) > 1e-4
+
+
+def test_init_heads_copies_the_previous_stage(synth, segmenter_weights, tmp_path):
+    trainer = _trainer(tmp_path, stage="tracker", data=[str(synth)], from_weights=str(segmenter_weights), iters=1, batch=1, init_heads=True)
+    seg, trk = trainer.model.segmenter.decoder, trainer.model.tracker
+    for name in ("decoder_norm", "class_embed", "mask_embed"):
+        a, b = getattr(seg, name).state_dict(), getattr(trk, name).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    plain = _trainer(tmp_path / "plain", stage="tracker", data=[str(synth)], from_weights=str(segmenter_weights), iters=1, batch=1)
+    assert not torch.equal(plain.model.tracker.class_embed.weight, seg.class_embed.weight)

@@ -45,6 +45,9 @@ class TrainConfig:
     crop: bool = False
     flip: bool = True
     num_points: int = 12544
+    # Start the new stage's heads (decoder_norm, class_embed, mask_embed) from the previous stage's
+    # trained ones instead of random (not in the official recipe; helps short CPU trainings).
+    init_heads: bool = False
     eval_every: int = 0  # iterations between validations (0: only at the end)
     eval_videos: int = 0  # validate on at most this many videos (0: all)
     checkpoint_every: int = 500

@@ -126,7 +126,21 @@ def initial_model(cfg: TrainConfig, classes, run: Path) -> tuple[DVIS, str]:
     if lacking:
         raise CheckpointError(f"--from {source}: lacks {len(lacking)} tensors of the frozen stages, e.g. {lacking[0]}")
     model.load_state_dict(keep, strict=False)
+    fresh = not any(k.startswith(cfg.stage + ".") for k in keep)
+    if cfg.init_heads and fresh and cfg.stage in PREVIOUS:
+        copy_heads(model, cfg.stage)
     return model, f"{source} ({loaded.config.name})"
+
+
+HEADS = ("decoder_norm", "class_embed", "mask_embed")
+
+
+def copy_heads(model: DVIS, stage: str) -> None:
+    """The tracker's heads from the segmenter's decoder, the refiner's from the tracker."""
+    source = model.segmenter.decoder if stage == "tracker" else model.tracker
+    target = model.tracker if stage == "tracker" else model.refiner
+    for name in HEADS:
+        getattr(target, name).load_state_dict(getattr(source, name).state_dict())
 
 
 # -------------------------------------------------------------------------------------- trainer
