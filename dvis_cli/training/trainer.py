@@ -249,6 +249,24 @@ class Trainer:
             return
         with open(self.folder / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        board = self._tensorboard()
+        if board is not None:
+            flat = {**{k: v for k, v in record.items() if k != "eval"}, **{f"eval/{k}": v for k, v in (record.get("eval") or {}).items()}}
+            for key, value in flat.items():
+                if key != "iteration" and isinstance(value, (int, float)) and value is not None:
+                    board.add_scalar(key, value, record["iteration"])
+            board.flush()
+
+    def _tensorboard(self):
+        """A SummaryWriter in the stage folder when TensorBoard is installed (optional)."""
+        if not hasattr(self, "_board"):
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._board = SummaryWriter(str(self.folder / "tensorboard"))
+            except Exception:  # noqa: BLE001 - tensorboard not installed: metrics.jsonl only
+                self._board = None
+        return self._board
 
     def train(self, progress=None) -> dict:
         cfg = self.cfg
