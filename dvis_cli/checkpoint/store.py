@@ -87,6 +87,9 @@ def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor], config: 
     tmp = atomic_path(path)
     try:
         save_file(tensors, str(tmp), metadata=meta)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a weights file is an ordinary file
         os.replace(tmp, path)
     finally:
         if tmp.exists():
