@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -158,3 +159,31 @@ def test_init_heads_copies_the_previous_stage(synth, segmenter_weights, tmp_path
         assert all(torch.equal(a[k], b[k]) for k in a)
     plain = _trainer(tmp_path / "plain", stage="tracker", data=[str(synth)], from_weights=str(segmenter_weights), iters=1, batch=1)
     assert not torch.equal(plain.model.tracker.class_embed.weight, seg.class_embed.weight)
+
+
+def test_segmenter_from_a_coco_mask2former_checkpoint(synth, tmp_path):
+    """A COCO Mask2Former (80 classes): everything loads but the class head, re-initialised for the data."""
+    import pickle
+
+    from conftest import official_state_dict
+
+    sd = official_state_dict("minvis_r50_ovis")
+    sd["sem_seg_head.predictor.class_embed.weight"] = torch.zeros(81, 256)
+    sd["sem_seg_head.predictor.class_embed.bias"] = torch.zeros(81)
+    sd.pop("criterion.empty_weight")
+    pkl = tmp_path / "model_final_coco.pkl"
+    with open(pkl, "wb") as f:
+        pickle.dump({"model": {k: v.numpy() for k, v in sd.items()}, "__author__": "test"}, f)
+    trainer = _trainer(tmp_path, stage="segmenter", data=[str(synth)], from_weights=str(pkl), iters=1, batch=1)
+    model = trainer.model
+    assert model.config.num_classes == 5 and model.config.decoder.num_queries == 100
+    assert torch.equal(model.segmenter.backbone.stem.conv1.weight, sd["backbone.stem.conv1.weight"])
+    assert "class head re-initialised" in trainer.origin
+    # a bare backbone checkpoint (torchvision R-50 converted to detectron2 names): backbone only
+    bare = {k[len("backbone."):]: v.numpy() for k, v in sd.items() if k.startswith("backbone.")}
+    bare["stem.fc.weight"] = np.zeros((1000, 2048), np.float32)
+    with open(tmp_path / "R-50.pkl", "wb") as f:
+        pickle.dump({"model": bare, "__author__": "torchvision"}, f)
+    trainer = _trainer(tmp_path / "b", stage="segmenter", data=[str(synth)], from_weights=str(tmp_path / "R-50.pkl"), iters=1, batch=1)
+    assert trainer.origin.endswith("(backbone only)")
+    assert torch.equal(trainer.model.segmenter.backbone.res5[2].conv3.weight, sd["backbone.res5.2.conv3.weight"])

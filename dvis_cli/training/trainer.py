@@ -104,6 +104,8 @@ def initial_model(cfg: TrainConfig, classes, run: Path) -> tuple[DVIS, str]:
             config = replace(config, classes=classes)
         config = with_arch(replace(config, classes=classes), arch)
         return build_dvis(config), f"scratch ({config.name})"
+    if cfg.stage == "segmenter":
+        return segmenter_start(cfg, classes, source)
     loaded = read_any(source)
     stages = loaded.config.stages
     need = {"segmenter": (), "tracker": ("segmenter",), "refiner": ("segmenter", "tracker")}[cfg.stage]
@@ -130,6 +132,73 @@ def initial_model(cfg: TrainConfig, classes, run: Path) -> tuple[DVIS, str]:
     if cfg.init_heads and fresh and cfg.stage in PREVIOUS:
         copy_heads(model, cfg.stage)
     return model, f"{source} ({loaded.config.name})"
+
+
+BACKBONE_PREFIXES = ("stem.", "res2.", "res3.", "res4.", "res5.", "patch_embed.", "layers.")
+
+
+def segmenter_start(cfg: TrainConfig, classes, source: str) -> tuple[DVIS, str]:
+    """A segmenter from a checkpoint of any class set: a dvis / DVIS / MinVIS / COCO Mask2Former file
+    (the class head is re-initialised when the classes differ, as detectron2's loader skips it), or a
+    bare backbone (torchvision-converted R-50 .pkl, Swin .pkl): the backbone only."""
+    from dvis_cli.checkpoint.official import official_to_ours, read_state_dict
+    from dvis_cli.checkpoint.store import read_weights
+
+    path = Path(source)
+    if path.suffix.lower() == ".safetensors":
+        ours, saved, _ = read_weights(path)
+        base = saved
+    else:
+        raw = read_state_dict(path)
+        if all(k.startswith(BACKBONE_PREFIXES) or k.startswith("fc.") or k.startswith("stem.fc") or k.startswith(("norm.", "head."))
+               for k in raw):
+            return _backbone_start(cfg, classes, raw, source)
+        ours, _ = official_to_ours(raw)
+        base = None
+    config = base if base is not None else _architecture_of(ours, cfg)
+    config = with_arch(replace(config, classes=classes), "minvis")
+    model = build_dvis(config)
+    own = model.state_dict()
+    keep = {k: v for k, v in ours.items() if k in own and own[k].shape == v.shape}
+    skipped = sorted(k for k in ours if k.startswith("segmenter.") and k not in keep)
+    if any("class_embed" not in k for k in skipped):
+        bad = next(k for k in skipped if "class_embed" not in k)
+        raise CheckpointError(f"--from {source}: {bad} does not fit the model (another architecture or query count?)")
+    lacking = [k for k in own if k not in keep and "class_embed" not in k and not k.endswith("relative_position_index")]
+    if lacking:
+        raise CheckpointError(f"--from {source}: lacks {len(lacking)} segmenter tensors, e.g. {lacking[0]}")
+    model.load_state_dict(keep, strict=False)
+    note = " (class head re-initialised for the data's classes)" if skipped else ""
+    return model, f"{source}{note}"
+
+
+def _architecture_of(ours: dict, cfg: TrainConfig) -> DVISConfig:
+    """The segmenter architecture of an official state dict, whatever its classes."""
+    from dvis_cli.checkpoint.official import detect_config
+
+    if cfg.preset:
+        return get_preset(cfg.preset)
+    probe = dict(ours)
+    k = probe["segmenter.decoder.class_embed.weight"].shape[0] - 1
+    if k not in (25, 40, 124):  # e.g. COCO's 80: take the architecture of a known preset
+        probe["segmenter.decoder.class_embed.weight"] = probe["segmenter.decoder.class_embed.weight"].new_zeros(26, probe["segmenter.decoder.class_embed.weight"].shape[1])
+        probe["segmenter.decoder.class_embed.bias"] = probe["segmenter.decoder.class_embed.bias"].new_zeros(26)
+    return detect_config(probe)
+
+
+def _backbone_start(cfg: TrainConfig, classes, raw: dict, source: str) -> tuple[DVIS, str]:
+    config = get_preset(cfg.preset) if cfg.preset else None
+    if config is None:
+        config = get_preset("minvis_swinl_ovis" if any(k.startswith("patch_embed.") for k in raw) else "minvis_r50_ovis")
+    model = build_dvis(with_arch(replace(config, classes=classes), "minvis"))
+    backbone = model.segmenter.backbone
+    own = backbone.state_dict()
+    keep = {k: v for k, v in raw.items() if k in own and own[k].shape == v.shape}
+    lacking = [k for k in own if k not in keep and not k.endswith("relative_position_index") and not k.startswith("norm")]
+    if lacking:
+        raise CheckpointError(f"--from {source}: a backbone checkpoint that lacks {len(lacking)} tensors, e.g. {lacking[0]}")
+    backbone.load_state_dict(keep, strict=False)
+    return model, f"{source} (backbone only)"
 
 
 HEADS = ("decoder_norm", "class_embed", "mask_embed")
