@@ -35,7 +35,9 @@ class _RichBar:
     def update(self, done: int, extra: str | int = "") -> None:
         now = time.perf_counter()
         if self.first is None:
-            self.first = (now, done)
+            # a first update right away (a resumed run's frames) is the baseline; otherwise count
+            # from the bar's start, so work reported in bursts (offline) is not over-counted
+            self.first = (now, done) if now - self.start < 0.2 else (self.start, 0)
         t0, d0 = self.first
         rate = (done - d0) / (now - t0) if now > t0 and done > d0 else 0.0
         label = f"live {extra}" if isinstance(extra, int) else str(extra)
