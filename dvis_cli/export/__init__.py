@@ -9,7 +9,8 @@
 `store` is a `ResultStore` or its folder; it must be finished (tracks.json written).
 """
 from dvis_cli.export.coco import frame_file_name, write_coco
-from dvis_cli.export.common import atomic_open, categories, open_store
+from dvis_cli.atomic import atomic_open
+from dvis_cli.export.common import categories, open_store
 from dvis_cli.export.id_png import id_map, write_id_pngs
 from dvis_cli.export.tracks_csv import COLUMNS as TRACKS_CSV_COLUMNS
 from dvis_cli.export.tracks_csv import TrackStats, track_stats, write_tracks_csv

@@ -20,7 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from dvis_cli import __version__
-from dvis_cli.export.common import atomic_open, categories, open_store, rle_area, rle_bbox
+from dvis_cli.atomic import atomic_open
+from dvis_cli.export.common import categories, open_store, rle_area, rle_bbox
 from dvis_cli.inference.results import ResultStore
 
 

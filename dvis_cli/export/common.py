@@ -1,11 +1,8 @@
-"""What every exporter shares: atomic output files, the store's categories, RLE geometry."""
+"""What every exporter shares: the finished store, its categories, RLE geometry."""
 from __future__ import annotations
 
 import os
-import secrets
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
 
 from pycocotools import mask as mask_utils
 
@@ -27,34 +24,6 @@ def open_store(store: ResultStore | str | os.PathLike) -> ResultStore:
     if not store.finished:
         raise InputError(f"{store.folder}: the results are not finished (no tracks.json); resume the run to finish them")
     return store
-
-
-def temp_path(path: Path) -> Path:
-    """A hidden, unique name beside `path` (same folder, so os.replace is atomic)."""
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-
-
-@contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
-    """`with atomic_open(p) as f:` writes a temporary file beside `p` and moves it onto `p` only
-    when the block ends without an error; otherwise the temporary file is removed."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(target)
-    if "b" not in mode:
-        kwargs.setdefault("encoding", "utf-8")
-    try:
-        with open(tmp, mode, **kwargs) as fh:
-            yield fh
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_open(path, "wb") as fh:
-        fh.write(data)
 
 
 def categories(store: ResultStore) -> list[dict]:

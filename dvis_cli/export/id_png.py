@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 
 from dvis_cli.errors import DvisError
-from dvis_cli.export.common import open_store, write_bytes_atomic
+from dvis_cli.atomic import write_bytes_atomic
+from dvis_cli.export.common import open_store
 from dvis_cli.inference.results import ResultStore, decode_mask
 
 MAX_ID = np.iinfo(np.uint16).max

@@ -12,7 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dvis_cli.export.common import atomic_open, open_store, rle_area
+from dvis_cli.atomic import atomic_open
+from dvis_cli.export.common import open_store, rle_area
 from dvis_cli.inference.results import ResultStore, Track
 
 COLUMNS = ("id", "class", "score", "first_frame", "last_frame", "first_time", "last_time", "frames_present", "mean_area")

@@ -26,7 +26,8 @@ import cv2
 import numpy as np
 
 from dvis_cli.errors import DvisError, InputError
-from dvis_cli.export.common import atomic_open, open_store, rle_area, rle_bbox, write_bytes_atomic
+from dvis_cli.atomic import atomic_open, write_bytes_atomic
+from dvis_cli.export.common import open_store, rle_area, rle_bbox
 from dvis_cli.inference.results import ResultStore, decode_mask
 
 ID_BITS = 24

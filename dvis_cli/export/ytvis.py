@@ -11,7 +11,8 @@ import json
 import os
 from pathlib import Path
 
-from dvis_cli.export.common import atomic_open, open_store
+from dvis_cli.atomic import atomic_open
+from dvis_cli.export.common import open_store
 from dvis_cli.inference.results import ResultStore
 
 

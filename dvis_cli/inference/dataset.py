@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from dvis_cli.atomic import write_text_atomic
 from dvis_cli.errors import InputError
 from dvis_cli.inference.predictor import SegmentOptions, VideoPredictor
 from dvis_cli.inference.results import ResultStore, ResultWriter, StoreMeta, encode_mask
@@ -142,9 +143,7 @@ def run_dataset(
         progress(len(videos), len(videos), "")
     results = [e for v in videos for e in done[v["id"]]]
     results_json = out / "results.json"
-    tmp = results_json.with_name(".results.json.part")
-    tmp.write_text(json.dumps(results))
-    os.replace(tmp, results_json)
+    write_text_atomic(results_json, json.dumps(results))
     zip_path = write_submission_zip(results, out / "results.zip")
     has_gt = bool(gt.get("annotations"))
     if limit and has_gt:

@@ -21,6 +21,8 @@ from typing import Iterator
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from dvis_cli.atomic import write_text_atomic
+
 
 @dataclass
 class Track:
@@ -65,14 +67,8 @@ def decode_mask(rle: dict) -> np.ndarray:
     return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _write_json_atomic(path: Path, data) -> None:
-    _write_text_atomic(path, json.dumps(data))
+    write_text_atomic(path, json.dumps(data))
 
 
 class ResultWriter:
@@ -99,7 +95,7 @@ class ResultWriter:
                     if len(keep) == num_frames or not line.endswith("\n"):
                         break
                     keep.append(line)
-        _write_text_atomic(self._frames_path, "".join(keep))
+        write_text_atomic(self._frames_path, "".join(keep))
 
     def append(self, index: int, time: float, masks: dict[int, dict]) -> None:
         line = {"i": int(index), "t": round(float(time), 6), "m": {str(k): v["counts"] for k, v in masks.items()}}

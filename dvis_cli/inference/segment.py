@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from dvis_cli.atomic import write_text_atomic
 from dvis_cli.errors import InputError
 from dvis_cli.inference.predictor import SegmentOptions, StreamState, VideoPredictor
 from dvis_cli.inference.results import ResultStore, ResultWriter, StoreMeta
@@ -218,7 +219,5 @@ def write_summary(run_folder: Path, reports: list[VideoReport], settings: dict) 
         "settings": settings,
     }
     path = run_folder / "summary.json"
-    tmp = path.with_name(".summary.json.part")
-    tmp.write_text(json.dumps(summary, indent=2, default=str))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(summary, indent=2, default=str))
     return path
