@@ -81,7 +81,7 @@ def segment_video(
     weights_name: str = "",
     progress=None,  # factory: (stem, total_frames) -> object with update(done, live) and close()
 ) -> VideoReport:
-    from dvis_cli.io import open_source
+    from dvis_cli.io import open_source, select_frames
 
     source = open_source(source_spec) if isinstance(source_spec, (str, os.PathLike)) else source_spec
     source_spec = str(source.path)
@@ -98,12 +98,13 @@ def segment_video(
     start = frames.start
     if resume and (store_dir / "tracks.json").exists():
         store = ResultStore(store_dir)
-        return VideoReport(source_spec, stem, store.num_frames(), 0.0, len(store.tracks), _export(store, run_folder, stem, exports, save_masks, render, source_spec), ["already complete: exports rewritten"])
+        outputs = _export(store, run_folder, stem, exports, save_masks, render, source_spec)
+        return VideoReport(source_spec, stem, store.num_frames(), 0.0, len(store.tracks), outputs, ["already complete: exports rewritten"])
     if resume and resume_path.exists():
         saved = torch.load(resume_path, map_location="cpu", weights_only=True)
         if saved.get("signature") != signature:
             raise InputError(f"{store_dir}: the run was started with other options or weights; resume it with the same ones")
-        if mode in ("offline",):
+        if mode == "offline":
             raise InputError("--resume continues online and semi-online runs; an offline run restarts")
         state = StreamState.from_dict(saved["state"], predictor.device)
         start = state.last_index + frames.stride
@@ -129,10 +130,7 @@ def segment_video(
         torch.save({"signature": signature, "state": s.to_dict()}, tmp)
         os.replace(tmp, resume_path)
 
-    try:
-        selection_total = len(range(*_bounds(source, start, frames)))
-    except InputError:
-        raise
+    selection_total = len(select_frames(info, start, frames.end, frames.stride))
     bar = progress(stem, selection_total + (state.frames_done if state else 0)) if progress else None
     if bar is not None and state is not None:
         bar.update(state.frames_done, 0)
@@ -162,13 +160,6 @@ def segment_video(
     store = ResultStore(store_dir)
     outputs = _export(store, run_folder, stem, exports, save_masks, render, source_spec)
     return VideoReport(source_spec, stem, result.frames, seconds, len(result.tracks), outputs, warnings, error)
-
-
-def _bounds(source, start, frames: FrameRange) -> tuple[int, int, int]:
-    from dvis_cli.io import select_frames
-
-    sel = select_frames(source.info, start, frames.end, frames.stride)
-    return sel.start, sel.stop, sel.stride
 
 
 def _guard(frames, errors: list):
