@@ -6,6 +6,7 @@ from typing import List
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from dvis_cli.cli.common import console, console_err
 from dvis_cli.errors import InputError
@@ -41,6 +42,8 @@ def info(
         for number, item in enumerate(found):
             if number:
                 console.print()
+            # the path on its own line, never wrapped (a table title would break long paths)
+            console.print(Text(item.path, style="bold"), soft_wrap=True)
             console.print(info_table(item))
     if failures:
         raise InputError(f"{len(failures)} of {len(specs)} inputs could not be read")
@@ -48,7 +51,7 @@ def info(
 
 def info_table(item: VideoInfo) -> Table:
     """A two-column Rich table describing one source."""
-    table = Table(title=item.path, title_justify="left", show_header=False, box=None, padding=(0, 2))
+    table = Table(show_header=False, box=None, padding=(0, 2))
     table.add_column("field", style="bold cyan", no_wrap=True)
     table.add_column("value")
     table.add_row("kind", "video file" if item.kind == "video" else "image sequence")
