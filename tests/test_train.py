@@ -187,3 +187,17 @@ def test_segmenter_from_a_coco_mask2former_checkpoint(synth, tmp_path):
     trainer = _trainer(tmp_path / "b", stage="segmenter", data=[str(synth)], from_weights=str(tmp_path / "R-50.pkl"), iters=1, batch=1)
     assert trainer.origin.endswith("(backbone only)")
     assert torch.equal(trainer.model.segmenter.backbone.res5[2].conv3.weight, sd["backbone.res5.2.conv3.weight"])
+
+
+def test_test_size_is_recorded_in_the_exported_weights(synth, segmenter_weights, tmp_path):
+    """`--set test_size=N`: the weights a stage exports run at shorter side N by default."""
+    from dvis_cli.checkpoint.load import read_any
+
+    trainer = _trainer(tmp_path, stage="tracker", data=[str(synth)], from_weights=str(segmenter_weights), iters=1, batch=1, test_size=96)
+    trainer.train()
+    assert read_any(str(trainer.folder / "weights" / "last.safetensors")).config.input.min_size_test == 96
+    kept = _trainer(tmp_path / "kept", stage="tracker", data=[str(synth)], from_weights=str(segmenter_weights), iters=1, batch=1)
+    kept.train()
+    assert read_any(str(kept.folder / "weights" / "last.safetensors")).config.input.min_size_test == 128
+    with pytest.raises(DvisError):
+        TrainConfig(data=[str(synth)], test_size=-1).validate()

@@ -42,6 +42,9 @@ class TrainConfig:
     reverse_prob: float | None = None
     min_sizes: list[int] = field(default_factory=lambda: [240, 360, 480])
     max_size: int = 1333
+    # Shorter side the exported weights record as their test size (0: keep the model's); a model
+    # trained at larger sizes than its preset's test size should be run at a matching one.
+    test_size: int = 0
     crop: bool = False
     flip: bool = True
     num_points: int = 12544
@@ -69,6 +72,8 @@ class TrainConfig:
             raise InputError("--iters and --batch must be at least 1")
         if self.amp not in ("none", "fp16", "bf16"):
             raise InputError(f"--amp {self.amp!r}: use none, fp16 or bf16")
+        if self.test_size < 0:
+            raise InputError(f"test_size must be 0 (keep the model's) or a shorter side in pixels, got {self.test_size}")
 
 
 def _coerce(name: str, value, target):

@@ -204,6 +204,11 @@ def _backbone_start(cfg: TrainConfig, classes, raw: dict, source: str) -> tuple[
 HEADS = ("decoder_norm", "class_embed", "mask_embed")
 
 
+def with_test_size(config: DVISConfig, size: int) -> DVISConfig:
+    """The config with another default shorter side for inference (and for validation)."""
+    return replace(config, input=replace(config.input, min_size_test=size))
+
+
 def copy_heads(model: DVIS, stage: str) -> None:
     """The tracker's heads from the segmenter's decoder, the refiner's from the tracker."""
     source = model.segmenter.decoder if stage == "tracker" else model.tracker
@@ -228,6 +233,8 @@ class Trainer:
         self.folder = stage_folder(run, cfg.stage)
         self.stream, classes = build_stream(cfg, self.rank, self.world)
         self.model, self.origin = initial_model(cfg, classes, run)
+        if cfg.test_size:
+            self.model.config = with_test_size(self.model.config, cfg.test_size)
         self.model.to(self.device)
         freeze_for_stage(self.model, cfg.stage)
         self.module = trainable_module(self.model, cfg.stage)
