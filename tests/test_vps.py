@@ -180,7 +180,10 @@ def test_stream_equals_clip_merge(mode, vps_model, clip, tmp_path):
         ref = predict_clip_panoptic(vps_model, clip, mode, SIZE)
     assert len(ref.segments_infos) >= 2, "the test model should make several segments"
     assert result.frames == len(clip)
-    np.testing.assert_array_equal(_store_ids(store, len(clip)), ref.ids)
+    # windowed vs whole-clip batches round differently (oneDNN picks kernels by batch size, and the
+    # thread count changes them): a near-tie pixel may flip, never more than a few in 49,152
+    mismatch = int((_store_ids(store, len(clip)) != ref.ids).sum())
+    assert mismatch <= 5, mismatch
     assert [(t.track_id, t.slot, t.label) for t in store.tracks] == [(s["id"], s["id"], s["category_id"]) for s in ref.segments_infos]
     assert [t.category_id for t in store.tracks] == [CLASSES.dataset_ids[s["category_id"]] for s in ref.segments_infos]
     segments = json.loads((store.folder / "segments.json").read_text())
@@ -217,6 +220,7 @@ def test_segment_video_writes_vipseg_that_scores_100_against_itself(vps_model, c
         cv2.imwrite(str(folder / f"{10 * t:08d}.jpg"), frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 100])
     run = tmp_path / "run"
     report = segment_video(VideoPredictor(vps_model), folder, run, "1234_video", SegmentOptions(size=SIZE), save_masks="png")
+    assert report.warnings == []
     pan = run / "pan_pred" / "1234_video"
     assert report.outputs["pan_pred"] == report.outputs["masks"] == str(pan)
     assert report.outputs["pred_json"] == str(run / "pred.json")
@@ -280,7 +284,8 @@ def test_cli_segment_then_score(vps_model, clip, tmp_path, capsys):
     for t, frame in enumerate(clip):
         cv2.imwrite(str(folder / f"{t:05d}.png"), frame[:, :, ::-1])
     main(["segment", str(folder), "--weights", str(weights), "--out", str(tmp_path / "runs"), "--progress", "none",
-          "--size", str(SIZE), "--mode", "online"])
+          "--size", str(SIZE), "--mode", "online", "--top-k", "5"])
+    assert "warning: vid: --top-k not applied" in capsys.readouterr().err
     run = tmp_path / "runs" / "exp"
     pred = json.loads((run / "pred.json").read_text())
     gt_json = tmp_path / "gt.json"
@@ -289,6 +294,17 @@ def test_cli_segment_then_score(vps_model, clip, tmp_path, capsys):
     main(["eval", "score", "--gt-pan", str(run / "pan_pred"), "--gt-json", str(gt_json),
           "--pred-pan", str(run / "pan_pred"), "--pred-json", str(run / "pred.json")])
     assert "100.0" in capsys.readouterr().out
+
+
+def test_instance_filters_on_a_panoptic_model_are_reported_not_silently_dropped(vps_model, clip, tmp_path):
+    folder = tmp_path / "vid"
+    folder.mkdir()
+    for t, frame in enumerate(clip[:3]):
+        cv2.imwrite(str(folder / f"{t:05d}.png"), frame[:, :, ::-1])
+    options = SegmentOptions(size=SIZE, mode="online", conf=0.5, top_k=3)
+    report = segment_video(VideoPredictor(vps_model), folder, tmp_path / "run", "vid", options)
+    (warning,) = report.warnings
+    assert warning.startswith("--conf, --top-k not applied")
 
 
 def test_eval_vipseg_dataset_run(vps_model, clip, tmp_path, capsys):

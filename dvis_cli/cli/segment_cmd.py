@@ -5,10 +5,11 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from dvis_cli.cli.common import console
+from dvis_cli.cli.common import console, console_err
 
 
 def segment(
@@ -113,6 +114,10 @@ def _report(folder: Path, reports, summary: Path) -> None:
         outs = "\n".join(f"{k}: {Path(v).name}" for k, v in r.outputs.items())
         table.add_row(r.source, str(r.frames), f"{r.fps:.1f}", str(r.tracks), outs)
     console.print(Panel(table, title=f"[green]done[/] → {folder}", subtitle=f"summary: {summary.name}", expand=False))
+    for r in reports:
+        for warning in r.warnings:
+            if warning != r.error:  # a broken source ends the command with its own error line
+                console_err.print(f"[yellow]warning[/]: {escape(r.stem)}: {escape(warning)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

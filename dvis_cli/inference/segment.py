@@ -136,7 +136,7 @@ def segment_video(
         bar.update(state.frames_done, 0)
     t0 = time.perf_counter()
     error = None
-    warnings: list[str] = []
+    warnings: list[str] = _unused_filters(predictor, options)
     frame_iter = source.frames(start=start, end=frames.end, stride=frames.stride)
     try:
         result = predictor.run(
@@ -160,6 +160,17 @@ def segment_video(
     store = ResultStore(store_dir)
     outputs = _export(store, run_folder, stem, exports, save_masks, render, source_spec)
     return VideoReport(source_spec, stem, result.frames, seconds, len(result.tracks), outputs, warnings, error)
+
+
+def _unused_filters(predictor: VideoPredictor, options: SegmentOptions) -> list[str]:
+    """A panoptic model labels every pixel (the official merge); the instance filters do not apply."""
+    if predictor.model.config.test.task != "vps":
+        return []
+    given = {"--conf": options.conf, "--classes": options.classes, "--max-instances": options.max_instances, "--top-k": options.top_k}
+    named = [name for name, value in given.items() if value]
+    if not named:
+        return []
+    return [f"{', '.join(named)} not applied: they filter instance (VIS) results, and this panoptic model labels every pixel as the official merge does"]
 
 
 def _guard(frames, errors: list):
