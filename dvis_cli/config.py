@@ -23,6 +23,8 @@ class BackboneConfig:
     stem_channels: int = 64
     bottleneck_channels: int = 64
     res2_channels: int = 256
+    norm: str = "FrozenBN"  # "FrozenBN" (pretrained, official) | "GN" (trained from scratch)
+    norm_groups: int = 32  # GroupNorm groups (at most; fewer where the channels do not divide)
     # Swin (Mask2Former's D2SwinTransformer layout)
     embed_dim: int = 192
     depths: tuple[int, ...] = (2, 2, 18, 2)

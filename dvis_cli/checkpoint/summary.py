@@ -1,6 +1,7 @@
 """What a weights file holds: model, stages, parameters per component, classes."""
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
@@ -19,12 +20,16 @@ COMPONENTS = (
 _BUFFER_SUFFIXES = (".running_mean", ".running_var", "relative_position_index")
 
 
-def is_parameter(key: str) -> bool:
+def is_parameter(key: str, keys: Collection[str] | None = None) -> bool:
+    """Whether `key` is a trainable parameter. FrozenBatchNorm weight/bias are buffers: in ResNets
+    they sit at `*.norm.{weight,bias}` of a conv, beside `*.norm.running_mean`; GroupNorm's (a
+    backbone trained from scratch) are parameters. Without `keys` every ResNet norm counts as frozen."""
     if key.endswith(_BUFFER_SUFFIXES):
         return False
-    # FrozenBatchNorm weight/bias are buffers: in ResNets they sit at `*.norm.{weight,bias}` of a conv.
     if key.startswith("segmenter.backbone.") and ".norm." in key and ("stem." in key or ".res" in key):
-        return False
+        if keys is None:
+            return False
+        return key.rsplit(".", 1)[0] + ".running_mean" not in keys
     return True
 
 
@@ -48,7 +53,7 @@ class WeightsSummary:
 def summarize(loaded: LoadedWeights) -> WeightsSummary:
     params = {}
     for name, prefix in COMPONENTS:
-        n = sum(v.numel() for k, v in loaded.state_dict.items() if k.startswith(prefix) and is_parameter(k))
+        n = sum(v.numel() for k, v in loaded.state_dict.items() if k.startswith(prefix) and is_parameter(k, loaded.state_dict))
         if n:
             params[name] = n
     c = loaded.config

@@ -15,7 +15,7 @@ from dvis_cli.model.tracker import ReferringTracker
 
 def build_backbone(cfg: BackboneConfig) -> nn.Module:
     if cfg.kind == "resnet":
-        return ResNet(cfg.blocks_per_stage, cfg.stem_channels, cfg.bottleneck_channels, cfg.res2_channels)
+        return ResNet(cfg.blocks_per_stage, cfg.stem_channels, cfg.bottleneck_channels, cfg.res2_channels, cfg.norm, cfg.norm_groups)
     if cfg.kind == "swin":
         from dvis_cli.model.backbone.swin import SwinTransformer
 
