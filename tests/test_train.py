@@ -14,7 +14,7 @@ from dvis_cli.config import tiny_config
 from dvis_cli.data.synth import SynthConfig, write_dataset
 from dvis_cli.errors import DvisError
 from dvis_cli.model.build import build_dvis
-from dvis_cli.training.config import TrainConfig
+from dvis_cli.training.config import TrainConfig, to_toml
 from dvis_cli.training.trainer import Trainer, set_seed
 
 SMALL = dict(num_points=300, min_sizes=[64], max_size=200, log_every=1, checkpoint_every=0, lr=4e-4, backbone_lr_multiplier=1.0)
@@ -58,6 +58,24 @@ def test_segmenter_loss_falls(synth, tmp_path):
     assert len(losses) == 40
     assert sum(losses[-8:]) / 8 < 0.8 * sum(losses[:8]) / 8
     assert (trainer.folder / "weights" / "last.safetensors").exists()
+
+
+def _backbone_rates(trainer: Trainer) -> set[float]:
+    backbone = {id(p) for p in trainer.model.segmenter.backbone.parameters()}
+    return {g["lr"] for g in trainer.optimizer.param_groups if any(id(p) in backbone for p in g["params"])}
+
+
+def test_backbone_lr_is_full_from_scratch_and_a_tenth_when_pretrained(synth, segmenter_weights, tmp_path):
+    kw = {k: v for k, v in SMALL.items() if k != "backbone_lr_multiplier"}
+    scratch = Trainer(TrainConfig(**kw, stage="segmenter", data=[str(synth)], iters=10, batch=1), tmp_path / "a")
+    assert scratch.cfg.backbone_lr_multiplier == 1.0 and _backbone_rates(scratch) == {4e-4}
+    assert "backbone_lr_multiplier = 1.0" in to_toml(scratch.cfg)
+    pretrained = Trainer(TrainConfig(**kw, stage="segmenter", data=[str(synth)], iters=10, batch=1,
+                                     from_weights=str(segmenter_weights)), tmp_path / "b")
+    assert pretrained.cfg.backbone_lr_multiplier == 0.1 and sorted(_backbone_rates(pretrained)) == pytest.approx([4e-5])
+    explicit = Trainer(TrainConfig(**kw, stage="segmenter", data=[str(synth)], iters=10, batch=1, backbone_lr_multiplier=0.5),
+                       tmp_path / "c")
+    assert _backbone_rates(explicit) == {2e-4}
 
 
 def test_resume_is_exact_across_the_matching_phase_switch(synth, segmenter_weights, tmp_path, monkeypatch):
@@ -104,13 +122,13 @@ def test_interrupt_leaves_a_loadable_checkpoint(synth, tmp_path, monkeypatch):
 
 def test_bad_input_stops_before_training(synth, segmenter_weights, tmp_path):
     with pytest.raises(DvisError, match="not found"):
-        _trainer(tmp_path, stage="segmenter", data=[str(tmp_path / "missing")], iters=1, batch=1)
+        _trainer(tmp_path, stage="segmenter", data=[str(tmp_path / "missing")], iters=10, batch=1)
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(DvisError):
-        _trainer(tmp_path, stage="segmenter", data=[str(bad)], iters=1, batch=1)
+        _trainer(tmp_path, stage="segmenter", data=[str(bad)], iters=10, batch=1)
     with pytest.raises(DvisError, match="refiner stage needs trained tracker"):
-        _trainer(tmp_path, stage="refiner", data=[str(synth)], from_weights=str(segmenter_weights), iters=1, batch=1)
+        _trainer(tmp_path, stage="refiner", data=[str(synth)], from_weights=str(segmenter_weights), iters=10, batch=1)
     other = tiny_config("minvis")  # the 5 synthetic class names, but a different order
     from dataclasses import replace
 
@@ -120,7 +138,7 @@ def test_bad_input_stops_before_training(synth, segmenter_weights, tmp_path):
     path = tmp_path / "other.safetensors"
     save_weights(path, build_dvis(shuffled).state_dict(), shuffled)
     with pytest.raises(DvisError, match="classes differ"):
-        _trainer(tmp_path, stage="tracker", data=[str(synth)], from_weights=str(path), iters=1, batch=1)
+        _trainer(tmp_path, stage="tracker", data=[str(synth)], from_weights=str(path), iters=10, batch=1)
 
 
 def test_cli_bad_input_one_line(tmp_path):
@@ -152,12 +170,12 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(synth, tmp_p
 
 
 def test_init_heads_copies_the_previous_stage(synth, segmenter_weights, tmp_path):
-    trainer = _trainer(tmp_path, stage="tracker", data=[str(synth)], from_weights=str(segmenter_weights), iters=1, batch=1, init_heads=True)
+    trainer = _trainer(tmp_path, stage="tracker", data=[str(synth)], from_weights=str(segmenter_weights), iters=10, batch=1, init_heads=True)
     seg, trk = trainer.model.segmenter.decoder, trainer.model.tracker
     for name in ("decoder_norm", "class_embed", "mask_embed"):
         a, b = getattr(seg, name).state_dict(), getattr(trk, name).state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a)
-    plain = _trainer(tmp_path / "plain", stage="tracker", data=[str(synth)], from_weights=str(segmenter_weights), iters=1, batch=1)
+    plain = _trainer(tmp_path / "plain", stage="tracker", data=[str(synth)], from_weights=str(segmenter_weights), iters=10, batch=1)
     assert not torch.equal(plain.model.tracker.class_embed.weight, seg.class_embed.weight)
 
 
@@ -174,7 +192,7 @@ def test_segmenter_from_a_coco_mask2former_checkpoint(synth, tmp_path):
     pkl = tmp_path / "model_final_coco.pkl"
     with open(pkl, "wb") as f:
         pickle.dump({"model": {k: v.numpy() for k, v in sd.items()}, "__author__": "test"}, f)
-    trainer = _trainer(tmp_path, stage="segmenter", data=[str(synth)], from_weights=str(pkl), iters=1, batch=1)
+    trainer = _trainer(tmp_path, stage="segmenter", data=[str(synth)], from_weights=str(pkl), iters=10, batch=1)
     model = trainer.model
     assert model.config.num_classes == 5 and model.config.decoder.num_queries == 100
     assert torch.equal(model.segmenter.backbone.stem.conv1.weight, sd["backbone.stem.conv1.weight"])
@@ -184,7 +202,7 @@ def test_segmenter_from_a_coco_mask2former_checkpoint(synth, tmp_path):
     bare["stem.fc.weight"] = np.zeros((1000, 2048), np.float32)
     with open(tmp_path / "R-50.pkl", "wb") as f:
         pickle.dump({"model": bare, "__author__": "torchvision"}, f)
-    trainer = _trainer(tmp_path / "b", stage="segmenter", data=[str(synth)], from_weights=str(tmp_path / "R-50.pkl"), iters=1, batch=1)
+    trainer = _trainer(tmp_path / "b", stage="segmenter", data=[str(synth)], from_weights=str(tmp_path / "R-50.pkl"), iters=10, batch=1)
     assert trainer.origin.endswith("(backbone only)")
     assert torch.equal(trainer.model.segmenter.backbone.res5[2].conv3.weight, sd["backbone.res5.2.conv3.weight"])
 
@@ -193,10 +211,10 @@ def test_test_size_is_recorded_in_the_exported_weights(synth, segmenter_weights,
     """`--set test_size=N`: the weights a stage exports run at shorter side N by default."""
     from dvis_cli.checkpoint.load import read_any
 
-    trainer = _trainer(tmp_path, stage="tracker", data=[str(synth)], from_weights=str(segmenter_weights), iters=1, batch=1, test_size=96)
+    trainer = _trainer(tmp_path, stage="tracker", data=[str(synth)], from_weights=str(segmenter_weights), iters=10, batch=1, test_size=96)
     trainer.train()
     assert read_any(str(trainer.folder / "weights" / "last.safetensors")).config.input.min_size_test == 96
-    kept = _trainer(tmp_path / "kept", stage="tracker", data=[str(synth)], from_weights=str(segmenter_weights), iters=1, batch=1)
+    kept = _trainer(tmp_path / "kept", stage="tracker", data=[str(synth)], from_weights=str(segmenter_weights), iters=10, batch=1)
     kept.train()
     assert read_any(str(kept.folder / "weights" / "last.safetensors")).config.input.min_size_test == 128
     with pytest.raises(DvisError):

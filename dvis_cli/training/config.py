@@ -27,7 +27,9 @@ class TrainConfig:
     iters: int = 20000
     batch: int = 8  # videos per iteration, over all processes
     lr: float = 1e-4
-    backbone_lr_multiplier: float = 0.1
+    # Backbone LR = lr x this. Default: 0.1 for a pretrained backbone (the official recipe), 1.0 for
+    # a segmenter trained from scratch (a backbone learning at a tenth of the rate barely moves).
+    backbone_lr_multiplier: float | None = None
     weight_decay: float = 0.05
     clip_grad: float = 0.01  # full-model gradient L2 norm (official CLIP_VALUE)
     warmup_iters: int = 10
@@ -58,6 +60,17 @@ class TrainConfig:
     device: str = "auto"
     out: str = "runs/train"
     name: str = "exp"
+
+    @property
+    def from_scratch(self) -> bool:
+        """A segmenter with no starting weights: every stage after it starts from the previous one."""
+        return self.stage == "segmenter" and self.from_weights is None
+
+    def backbone_lr(self) -> float:
+        """The backbone LR multiplier in effect (see `backbone_lr_multiplier`)."""
+        if self.backbone_lr_multiplier is not None:
+            return self.backbone_lr_multiplier
+        return 1.0 if self.from_scratch else 0.1
 
     def stage_value(self, key: str):
         value = getattr(self, key)

@@ -221,6 +221,7 @@ def copy_heads(model: DVIS, stage: str) -> None:
 class Trainer:
     def __init__(self, cfg: TrainConfig, run: Path, log: Callable[[str], None] = print) -> None:
         cfg.validate()
+        cfg.backbone_lr_multiplier = cfg.backbone_lr()  # recorded in config.toml as it is used
         self.cfg, self.run, self.log = cfg, run, log
         self.rank, self.world, self.local_rank = dist_info()
         from dvis_cli.inference.device import resolve_device
