@@ -152,7 +152,8 @@ def _official(arch: str, backbone: str, dataset: str) -> DVISConfig:
 
 def tiny_config(arch: str = "offline", classes: ClassSet | None = None, dataset: str = "synth") -> DVISConfig:
     """A small DVIS for CPU training and the embedded default model: the same architecture,
-    narrow (64 channels), shallow (1 block per ResNet stage, 2 encoder / 3 decoder / 3 tracker and
+    narrow (64-wide transformers; a ResNet of 32/128 channels at stride 4 with GroupNorm, as it is
+    trained from scratch), shallow (1 block per ResNet stage, 2 encoder / 3 decoder / 3 tracker and
     refiner layers) and with 20 queries."""
     hidden = 64
     return DVISConfig(
@@ -160,12 +161,15 @@ def tiny_config(arch: str = "offline", classes: ClassSet | None = None, dataset:
         arch=arch,
         dataset=dataset,
         classes=classes or CLASS_SETS["synth"],
-        backbone=BackboneConfig(kind="resnet", blocks_per_stage=(1, 1, 1, 1), stem_channels=16, bottleneck_channels=16, res2_channels=64),
+        backbone=BackboneConfig(
+            kind="resnet", blocks_per_stage=(1, 1, 1, 1), stem_channels=32, bottleneck_channels=32, res2_channels=128,
+            norm="GN", norm_groups=8,
+        ),
         pixel_decoder=PixelDecoderConfig(conv_dim=hidden, mask_dim=hidden, num_groups=8, encoder_layers=2, encoder_ffn_dim=256, encoder_heads=4, encoder_points=4),
         decoder=DecoderConfig(num_queries=20, hidden_dim=hidden, nheads=4, dim_feedforward=256, num_layers=3),
         tracker=TrackerConfig(hidden_dim=hidden, nheads=4, dim_feedforward=256, num_layers=3) if arch != "minvis" else None,
         refiner=RefinerConfig(hidden_dim=hidden, nheads=4, dim_feedforward=256, num_layers=3) if arch == "offline" else None,
-        input=InputConfig(min_size_test=128),  # trained at 80-112 on 96x160 videos; 128 scores best
+        input=InputConfig(min_size_test=128),  # a model trained at other sizes records its own (test_size)
         test=TestConfig(max_num=10),
     )
 

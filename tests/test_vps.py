@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,7 +13,6 @@ import torch
 
 from dvis_cli.classes import ClassSet
 from dvis_cli.config import TestConfig as InferenceSettings
-from dvis_cli.config import tiny_config
 from dvis_cli.eval import evaluate_vipseg
 from dvis_cli.eval.vipseg_io import read_id_png
 from dvis_cli.export.vipseg import pan_id
@@ -25,30 +25,36 @@ from dvis_cli.io import Frame
 
 # things first (sorted by dataset id), then stuff, as the VIPSeg class order
 CLASSES = ClassSet(("car", "person", "dog", "wall", "road", "sky"), (46, 60, 62, 0, 18, 29), 3)
-SIZE = 64
+# The model tests run the embedded synthetic-shapes model as a panoptic one (discs, squares and
+# triangles as things, stars and rings as stuff): trained weights make real, varied segments,
+# where random ones collapse to one class or none.
+MODEL_CLASSES = ClassSet(("disc", "square", "triangle", "star", "ring"), (11, 12, 13, 21, 22), 3)
+SIZE = 128
+EMBEDDED = Path(__file__).resolve().parents[1] / "weights" / "dvis-tiny-synth.safetensors"
 
 
 @pytest.fixture(scope="module")
 def vps_model():
+    from dvis_cli.checkpoint.load import read_any
     from dvis_cli.model.build import build_dvis
 
-    torch.manual_seed(0)
-    config = tiny_config("offline", CLASSES, dataset="vipseg")
-    # random weights are unsure of everything: keep every query and every winner so segments exist
-    config = dataclasses.replace(config, test=InferenceSettings(task="vps", object_mask_threshold=0.0, overlap_threshold=0.1))
-    return build_dvis(config).eval()
+    loaded = read_any(EMBEDDED)
+    config = dataclasses.replace(
+        loaded.config, name="offline_tiny_vipseg", dataset="vipseg", classes=MODEL_CLASSES,
+        test=InferenceSettings(task="vps", object_mask_threshold=0.5, overlap_threshold=0.5),
+    )
+    model = build_dvis(config)
+    model.load_state_dict(loaded.state_dict)
+    return model.eval()
 
 
 @pytest.fixture(scope="module")
 def clip() -> np.ndarray:
-    """8 frames, 64 x 96: sky over road, a red box moving right, a green box moving left."""
-    frames = np.zeros((8, 64, 96, 3), np.uint8)
-    frames[:] = (40, 90, 160)
-    frames[:, 40:] = (90, 80, 60)
-    for t in range(len(frames)):
-        frames[t, 10:30, 8 + 4 * t : 32 + 4 * t] = (220, 40, 40)
-        frames[t, 30:56, 64 - 3 * t : 84 - 3 * t] = (30, 200, 60)
-    return frames
+    """8 frames, 96 x 160, of the synthetic shapes (every class, some overlapping)."""
+    from dvis_cli.data.synth import SynthConfig, generate_video
+
+    video = generate_video(SynthConfig(videos=1, frames=8, seed=5, objects=(6, 6)), 0)
+    return video.frames
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,7 +191,7 @@ def test_stream_equals_clip_merge(mode, vps_model, clip, tmp_path):
     mismatch = int((_store_ids(store, len(clip)) != ref.ids).sum())
     assert mismatch <= 5, mismatch
     assert [(t.track_id, t.slot, t.label) for t in store.tracks] == [(s["id"], s["id"], s["category_id"]) for s in ref.segments_infos]
-    assert [t.category_id for t in store.tracks] == [CLASSES.dataset_ids[s["category_id"]] for s in ref.segments_infos]
+    assert [t.category_id for t in store.tracks] == [MODEL_CLASSES.dataset_ids[s["category_id"]] for s in ref.segments_infos]
     segments = json.loads((store.folder / "segments.json").read_text())
     assert [s["query_id"] for s in segments] == ref.query_ids
     assert [s["isthing"] for s in segments] == [s["isthing"] for s in ref.segments_infos]
@@ -208,8 +214,8 @@ def _gt_from(pred: dict, width: int, height: int) -> dict:
         "videos": [{"video_id": v["video_id"], "images": [{"id": f["image_id"], "file_name": f["file_name"], "width": width, "height": height}
                                                         for f in v["annotations"]]} for v in pred["annotations"]],
         "annotations": pred["annotations"],
-        "categories": [{"id": did, "name": name, "isthing": int(k < CLASSES.num_things)}
-                       for k, (did, name) in enumerate(zip(CLASSES.dataset_ids, CLASSES.names))],
+        "categories": [{"id": did, "name": name, "isthing": int(k < MODEL_CLASSES.num_things)}
+                       for k, (did, name) in enumerate(zip(MODEL_CLASSES.dataset_ids, MODEL_CLASSES.names))],
     }
 
 
@@ -257,7 +263,7 @@ def test_segment_video_writes_vipseg_that_scores_100_against_itself(vps_model, c
     # a crafted GT: the first segment's class changed -> no longer perfect
     first = gt["annotations"][0]["annotations"]
     wrong = next(c["id"] for c in gt["categories"] if c["id"] != first[0]["segments_info"][0]["category_id"]
-                 and bool(c["isthing"]) == by_id[1].label < CLASSES.num_things)
+                 and bool(c["isthing"]) == by_id[1].label < MODEL_CLASSES.num_things)
     gt = json.loads(json.dumps(gt))
     for frame in gt["annotations"][0]["annotations"]:
         for info in frame["segments_info"]:
