@@ -261,9 +261,9 @@ def test_segment_video_writes_vipseg_that_scores_100_against_itself(vps_model, c
     assert res.stq.stq == pytest.approx(1.0)
 
     # a crafted GT: the first segment's class changed -> no longer perfect
-    first = gt["annotations"][0]["annotations"]
-    wrong = next(c["id"] for c in gt["categories"] if c["id"] != first[0]["segments_info"][0]["category_id"]
-                 and bool(c["isthing"]) == by_id[1].label < MODEL_CLASSES.num_things)
+    seg1 = by_id[1]
+    wrong = next(c["id"] for c in gt["categories"] if c["id"] != seg1.category_id
+                 and bool(c["isthing"]) == (seg1.label < MODEL_CLASSES.num_things))
     gt = json.loads(json.dumps(gt))
     for frame in gt["annotations"][0]["annotations"]:
         for info in frame["segments_info"]:
