@@ -10,6 +10,7 @@ import numpy as np
 
 from dvis_cli.checkpoint.load import read_any
 from dvis_cli.checkpoint.resolve import resolve_weights
+from dvis_cli.data.synth import SynthConfig, generate_video, write_example_clip
 from dvis_cli.inference.results import ResultStore, decode_mask
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,27 +46,39 @@ def _track_masks(store: ResultStore) -> dict[int, dict[int, np.ndarray]]:
 
 
 def test_semi_online_ids_stay_across_window_borders(tmp_path):
-    """Windows of 8 frames: confident tracks continue across the borders with the same id."""
-    r = subprocess.run([sys.executable, "-m", "dvis_cli", "segment", str(EXAMPLE), "--mode", "semi-online", "--window", "8",
-                        "--out", str(tmp_path), "--progress", "none", "--conf", "0.5"], capture_output=True, text=True, timeout=300)
+    """Windows of 8 frames on clips with known ground truth: an object that a track covers on both
+    sides of a window border is covered by the same track as often as between frames of one window.
+
+    (Restarting the tracker at every window, as the official demo does for offline models, drops
+    the border rate to about 0.79 against 0.94 inside on these clips.)"""
+    seeds, frames, window = range(1, 7), 48, 8
+    clips = [write_example_clip(tmp_path / f"clip{seed}.mp4", seed, frames) for seed in seeds]
+    r = subprocess.run([sys.executable, "-m", "dvis_cli", "segment", *map(str, clips), "--mode", "semi-online", "--window", str(window),
+                        "--out", str(tmp_path / "runs"), "--progress", "none", "--conf", "0.3"],
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    store = ResultStore(tmp_path / "exp" / "shapes.results")
-    masks = _track_masks(store)
+    same = {"border": [], "inside": []}
+    for seed, clip in zip(seeds, clips):
+        truth = generate_video(SynthConfig(videos=1, frames=frames, seed=seed, occlusion="heavy"), 0).visible  # (N, T, H, W)
+        masks = _track_masks(ResultStore(tmp_path / "runs" / "exp" / f"{clip.stem}.results"))
 
-    def keep_rate(frames) -> tuple[float, int]:
-        """Share of (track, frame t-1 -> t) steps where the track's mask overlaps itself (IoU > 0.5)."""
-        steps = kept = 0
-        for per_frame in masks.values():
-            for t in frames:
-                before, after = per_frame.get(t - 1), per_frame.get(t)
-                if before is not None and after is not None:
-                    steps += 1
-                    kept += (before & after).sum() / max((before | after).sum(), 1) > 0.5
-        return kept / max(steps, 1), steps
+        def owner(obj: int, t: int):
+            """The track whose mask overlaps object `obj` in frame t best (IoU >= 0.5), if any."""
+            best, owner_id = 0.5, None
+            for track_id, per_frame in masks.items():
+                m = per_frame.get(t)
+                if m is not None:
+                    iou = (m & truth[obj, t]).sum() / max((m | truth[obj, t]).sum(), 1)
+                    if iou >= best:
+                        best, owner_id = iou, track_id
+            return owner_id
 
-    border, crossings = keep_rate(range(8, 48, 8))
-    inside, _ = keep_rate([t for t in range(1, 48) if t % 8])
-    assert crossings >= 5, "confident tracks should span window borders"
-    # A track keeps following its object across a border as well as between frames of one window
-    # (objects move fast and occlude each other here, so neither rate is near 1).
-    assert border >= inside - 0.15, (border, inside)
+        for obj in range(truth.shape[0]):
+            owners = [owner(obj, t) for t in range(frames)]
+            for t in range(1, frames):
+                if owners[t - 1] is not None and owners[t] is not None:
+                    same["border" if t % window == 0 else "inside"].append(owners[t - 1] == owners[t])
+    border, inside = np.mean(same["border"]), np.mean(same["inside"])
+    assert len(same["border"]) >= 60, "confident tracks should span window borders"
+    assert inside >= 0.85, inside
+    assert border >= inside - 0.08, (border, inside)

@@ -46,6 +46,23 @@ def test_semi_online_with_a_long_window_equals_offline(offline_model, oracle_cli
     np.testing.assert_array_equal(_masks(semi, 6), _masks(off, 6))
 
 
+def _masks_by_slot(store, num_frames) -> dict[int, np.ndarray]:
+    return {t.slot: m for t, m in zip(store.tracks, _masks(store, num_frames))}
+
+
+def test_semi_online_context_refines_a_window_with_the_frames_before(offline_model, oracle_clip, tmp_path):
+    """Window 3 with 3 frames of context: the second window is refined over all 6 frames, so its
+    masks are offline's; without context they are not."""
+    off = _masks_by_slot(_run(offline_model, oracle_clip, tmp_path / "off", mode="offline", top_k=200), 6)
+    ctx = _masks_by_slot(_run(offline_model, oracle_clip, tmp_path / "ctx", mode="semi-online", window=3, context=3, top_k=200), 6)
+    bare = _masks_by_slot(_run(offline_model, oracle_clip, tmp_path / "bare", mode="semi-online", window=3, context=0, top_k=200), 6)
+    slots = sorted(set(off) & set(ctx) & set(bare))
+    assert len(slots) >= 10
+    for slot in slots:
+        np.testing.assert_array_equal(ctx[slot][3:], off[slot][3:])
+    assert any((bare[slot][3:] != off[slot][3:]).any() for slot in slots)
+
+
 def test_filters_conf_classes_max_instances(offline_model, oracle_clip, tmp_path):
     all_tracks = _run(offline_model, oracle_clip, tmp_path / "a", mode="online").tracks
     label = all_tracks[0].label

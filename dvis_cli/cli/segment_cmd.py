@@ -18,6 +18,7 @@ def segment(
     preset: Optional[str] = typer.Option(None, "--preset", help="Preset for official checkpoints whose dataset cannot be detected (e.g. YTVIS 2021)."),
     mode: Optional[str] = typer.Option(None, "--mode", help="online | offline | semi-online | minvis (default: the most the weights can do)."),
     window: Optional[int] = typer.Option(None, "--window", min=1, help="Semi-online: frames per refiner window."),
+    context: Optional[int] = typer.Option(None, "--context", min=0, help="Semi-online: frames of the previous window the refiner also sees (default: the window)."),
     start: Optional[str] = typer.Option(None, "--start", help="First frame: a frame number or a time (12.5s, 00:01:02.5)."),
     end: Optional[str] = typer.Option(None, "--end", help="Stop before this frame number or time."),
     stride: int = typer.Option(1, "--stride", min=1, help="Use every N-th frame."),
@@ -65,7 +66,7 @@ def segment(
     weights_path = resolve_weights(weights)
     model = load_model(weights_path, preset, torch_device, official_matching=official_matching)
     class_ids = _parse_classes(classes, model.config.classes.names)
-    options = SegmentOptions(mode, window, size, conf, class_ids, max_instances, top_k, batch_frames, checkpoint_every)
+    options = SegmentOptions(mode, window, size, conf, class_ids, max_instances, top_k, batch_frames, checkpoint_every, context)
     predictor = VideoPredictor(model, torch_device, dtype)
     predictor.check_mode(mode)
     folder = run_dir(out, name, exist_ok=exist_ok, latest=resume and not exist_ok)

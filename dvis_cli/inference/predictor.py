@@ -5,7 +5,9 @@ as soon as they are final. Modes:
   minvis       segmenter + Hungarian association of its queries (MinVIS)
   online       segmenter + referring tracker
   semi-online  + temporal refiner per window of N frames; the tracker runs on across windows,
-               so a track keeps its id
+               so a track keeps its id, and the refiner also sees the last `context` frames of
+               the previous window (their outputs are not used again), so a window's first
+               frames are refined in the same temporal context as the frames inside it
   offline      + temporal refiner over the whole video; mask features are spilled to disk and
                read back for the refiner's masks (exact; the per-frame queries stay in RAM and
                the refiner attends over all frames, so offline memory still grows with length)
@@ -51,6 +53,7 @@ class SegmentOptions:
     top_k: int | None = None  # (query, class) pairs kept (default: the preset's TEST.MAX_NUM)
     batch_frames: int | None = None  # frames through the segmenter at a time (default 3)
     checkpoint_every: int = 50  # frames between resume checkpoints (online / semi-online)
+    context: int | None = None  # semi-online: earlier frames the refiner also sees (default: the window)
 
 
 @dataclass
@@ -63,10 +66,14 @@ class StreamState:
     aux_sum: torch.Tensor | None = None  # (Q, K+1)
     tracker: TrackerState | None = None
     minvis_prev: torch.Tensor | None = None  # (Q, C)
+    context_seg_embds: torch.Tensor | None = None  # semi-online: (C, Q, D) of the previous window's last frames
+    context_trk_embds: torch.Tensor | None = None  # (C, Q, D)
+
+    _TENSORS = ("logit_sum", "aux_sum", "minvis_prev", "context_seg_embds", "context_trk_embds")
 
     def to_dict(self) -> dict:
         d = {"frames_done": self.frames_done, "last_index": self.last_index}
-        for name in ("logit_sum", "aux_sum", "minvis_prev"):
+        for name in self._TENSORS:
             value = getattr(self, name)
             if value is not None:
                 d[name] = value.cpu()
@@ -78,7 +85,7 @@ class StreamState:
     @classmethod
     def from_dict(cls, d: dict, device) -> "StreamState":
         state = cls(d["frames_done"], d["last_index"])
-        for name in ("logit_sum", "aux_sum", "minvis_prev"):
+        for name in cls._TENSORS:
             if name in d:
                 setattr(state, name, d[name].to(device))
         if "tracker_reference" in d:
@@ -171,7 +178,8 @@ class VideoPredictor:
                     self._run_online(frames, batch, mode, state, options, checkpoint)
                 else:
                     window = options.window if mode == "semi-online" else None
-                    self._run_refined(frames, batch, window, state, options, checkpoint)
+                    context = (options.context if options.context is not None else window) if window else 0
+                    self._run_refined(frames, batch, window, context, state, options, checkpoint)
                 if vps:
                     tracks = self._panoptic_tracks(state)
         finally:
@@ -276,8 +284,9 @@ class VideoPredictor:
             masks.append(seg.pred_masks[t][idx])
         return torch.stack(logits), torch.stack(masks)
 
-    def _run_refined(self, frames, batch_size, window, state, options, checkpoint) -> None:
-        """Offline (window None: the whole video) or semi-online (refine every `window` frames)."""
+    def _run_refined(self, frames, batch_size, window, context, state, options, checkpoint) -> None:
+        """Offline (window None: the whole video) or semi-online (refine every `window` frames,
+        each with the `context` frames before it)."""
         spill = tempfile.mkdtemp(prefix=".features.", dir=self.writer.folder)
         try:
             # windows of `window` frames (all frames for offline), each through the segmenter and
@@ -291,22 +300,30 @@ class VideoPredictor:
                     np.save(path, seg.mask_features.float().cpu().numpy())
                     pending.append(([_Stamp(f.index, f.time) for f in batch], seg.pred_embds, out.pred_embds[0], out.pred_logits[0], path))
                 if pending:
-                    self._refine(pending, state)
+                    self._refine(pending, state, context)
                 for name in os.listdir(spill):
                     os.unlink(os.path.join(spill, name))
                 self._maybe_checkpoint(state, options, checkpoint)
         finally:
             shutil.rmtree(spill, ignore_errors=True)
 
-    def _refine(self, pending: list, state: StreamState) -> None:
+    def _refine(self, pending: list, state: StreamState, context: int = 0) -> None:
+        """Refine one window's frames, after the `context` frames kept from the windows before."""
         seg_embds = torch.cat([p[1] for p in pending])  # (T, Q, C)
         trk_embds = torch.cat([p[2] for p in pending])
         trk_logits = torch.cat([p[3] for p in pending])
+        skip = 0
+        if context and state.context_seg_embds is not None:
+            skip = state.context_seg_embds.shape[0]
+            seg_embds = torch.cat([state.context_seg_embds.to(seg_embds), seg_embds])  # (C + T, Q, C)
+            trk_embds = torch.cat([state.context_trk_embds.to(trk_embds), trk_embds])
+        if context:
+            state.context_seg_embds, state.context_trk_embds = seg_embds[-context:].clone(), trk_embds[-context:].clone()
         with autocast(self.device, self.dtype):
             frame_embeds = self.model.tracker.frame_forward(seg_embds[None])
             ref = self.model.refiner(trk_embds[None], frame_embeds, None)
-        self._accumulate(state, ref.pred_logits[0], trk_logits)
-        start = 0
+        self._accumulate(state, ref.pred_logits[0, skip:], trk_logits)
+        start = skip
         for batch, _, _, _, path in pending:
             feats = torch.from_numpy(np.load(path)).to(self.device)
             with autocast(self.device, self.dtype):
