@@ -1,6 +1,6 @@
 """Benchmark the `dvis segment` pipeline: time per stage, and peak memory against video length.
 
-Two parts (`--only stages` or `--only rss` runs one of them):
+Three parts (`--only stages|rss|embedded` runs one of them):
 
 stages  ms/frame of each stage of `segment_video` for a random-weight R50 model
         (`offline_r50_ovis`) on a synthetic 640x360 video and for the tiny model
@@ -23,7 +23,12 @@ rss     peak resident memory of `segment_video` (tiny model, online and offline)
         RSS@end are the current RSS a quarter of the way through the video and after its last
         frame (a rise between the two is memory growing with length).
 
-    python benchmarks/segment.py [--quick] [--only rss|stages] [--json OUT] [--render]
+embedded  `dvis segment examples/shapes.mp4` as a user runs it (the embedded trained model, default
+        threads, one subprocess per run) in each mode, a few times each: frames/s of the model
+        run as `summary.json` gives it, and the wall time of the whole command (start-up, model
+        load, exports included).
+
+    python benchmarks/segment.py [--quick] [--only rss|stages|embedded] [--json OUT] [--render]
                                  [--threads N] [--plain] [--workdir DIR] [--keep]
 
 `--quick` is a small version (under a minute): 3 R50 frames, 20 tiny frames, and the RSS runs at 50
@@ -54,6 +59,9 @@ import torch
 
 R50_PRESET = "offline_r50_ovis"
 TINY_PRESET = "offline_tiny_synth"
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "shapes.mp4"
+EMBEDDED_MODES = (("minvis", ()), ("online", ()), ("semi-online", ("--window", "8")), ("offline", ()))
+EMBEDDED_TARGET_FPS = 10.0
 LOOP_FRAMES = 200  # frames rendered for the long videos, played forwards and backwards
 STAGES = ("decode", "preprocess", "segmenter", "tracker", "refiner", "spill", "post", "export", "render")
 POST_PARTS = ("post.upsample", "post.rle", "post.append")
@@ -418,6 +426,43 @@ def rss_ratios(rows: list[dict], short: int, long: int) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------------------
+# the embedded model on the example clip, as `dvis segment` runs it
+# ----------------------------------------------------------------------------------------------
+
+
+def time_embedded(work: Path, repeats: int, render: bool) -> list[dict]:
+    rows = []
+    for mode, extra in EMBEDDED_MODES:
+        fps, walls, frames = [], [], 0
+        for n in range(repeats):
+            out = work / "embedded"
+            name = f"{mode}-{n}"
+            cmd = [sys.executable, "-m", "dvis_cli", "segment", str(EXAMPLE), "--mode", mode, *extra, "--out", str(out),
+                   "--name", name, "--progress", "none", *(["--render"] if render else [])]
+            started = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            wall = time.perf_counter() - started
+            if proc.returncode != 0:
+                raise RuntimeError(f"dvis segment --mode {mode} failed: {proc.stderr.strip()[-500:]}")
+            summary = json.loads((out / name / "summary.json").read_text())
+            fps.append(summary["fps"])
+            walls.append(wall)
+            frames = summary["frames"]
+        rows.append({"mode": mode + (" " + " ".join(extra) if extra else ""), "frames": frames, "runs": repeats,
+                     "fps_median": float(np.median(fps)), "fps_min": min(fps), "wall_s_median": float(np.median(walls))})
+    return rows
+
+
+def print_embedded(printer: Printer, rows: list[dict], render: bool) -> None:
+    cols = ["mode", "frames", "runs", "frames/s (median)", "frames/s (slowest)", "command wall s (median)", "target"]
+    body = [[r["mode"], str(r["frames"]), str(r["runs"]), _f(r["fps_median"]), _f(r["fps_min"]), _f(r["wall_s_median"], 2),
+             f">= {EMBEDDED_TARGET_FPS:g} " + ("ok" if r["fps_min"] >= EMBEDDED_TARGET_FPS else "FAIL")] for r in rows]
+    printer.table(f"dvis segment {EXAMPLE.name}{' --render' if render else ''}: embedded model, default threads", cols, body,
+                  "frames/s: frames over the model run (summary.json: decode, model, RLE, store; not start-up or exports); "
+                  "command wall: the whole `dvis segment` process")
+
+
+# ----------------------------------------------------------------------------------------------
 # output
 # ----------------------------------------------------------------------------------------------
 
@@ -548,7 +593,7 @@ def machine_info(threads: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small version (under a minute)")
-    parser.add_argument("--only", choices=("rss", "stages"), help="run only one part")
+    parser.add_argument("--only", choices=("rss", "stages", "embedded"), help="run only one part")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
     parser.add_argument("--render", action="store_true", help="time the overlay render too")
     parser.add_argument("--threads", type=int, default=1,
@@ -593,6 +638,10 @@ def main(argv: list[str] | None = None) -> int:
             results["rss"] = rows
             results["rss_ratios"] = ratios
             print_rss(printer, rows, ratios, args.rss_target)
+        if args.only in (None, "embedded"):
+            rows = time_embedded(work, 1 if args.quick else 3, args.render)
+            results["embedded"] = rows
+            print_embedded(printer, rows, args.render)
     finally:
         if not args.keep and args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
