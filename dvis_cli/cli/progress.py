@@ -12,6 +12,23 @@ from dvis_cli.cli.common import console_err
 STYLES = ("rich", "plain", "json", "none")
 
 
+class _Rate:
+    """Units per second since the first update: a first update right away (a resumed run's
+    iterations or frames) is the baseline; otherwise count from the start, so work reported in
+    bursts (offline) is not over-counted."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.first: tuple[float, int] | None = None
+
+    def __call__(self, done: int) -> float:
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = (now, done) if now - self.start < 0.2 else (self.start, 0)
+        t0, d0 = self.first
+        return (done - d0) / (now - t0) if now > t0 and done > d0 else 0.0
+
+
 class _RichBar:
     def __init__(self, label: str, total: int, unit: str) -> None:
         self.progress = Progress(
@@ -27,19 +44,12 @@ class _RichBar:
             transient=False,
         )
         self.unit = unit
-        self.start = time.perf_counter()
-        self.first = None
+        self.rate = _Rate()
         self.task = self.progress.add_task(label, total=total or None, rate="", extra="")
         self.progress.start()
 
     def update(self, done: int, extra: str | int = "") -> None:
-        now = time.perf_counter()
-        if self.first is None:
-            # a first update right away (a resumed run's frames) is the baseline; otherwise count
-            # from the bar's start, so work reported in bursts (offline) is not over-counted
-            self.first = (now, done) if now - self.start < 0.2 else (self.start, 0)
-        t0, d0 = self.first
-        rate = (done - d0) / (now - t0) if now > t0 and done > d0 else 0.0
+        rate = self.rate(done)
         label = f"live {extra}" if isinstance(extra, int) else str(extra)
         self.progress.update(self.task, completed=done, rate=f"{rate:.1f} {self.unit}/s", extra=label)
 
@@ -53,6 +63,7 @@ class _LineBar:
     def __init__(self, label: str, total: int, unit: str, as_json: bool) -> None:
         self.label, self.total, self.unit, self.as_json = label, total, unit, as_json
         self.start = time.perf_counter()
+        self.rate = _Rate()
         self.last_time = 0.0
         self.last_step = -1
         self.done = 0
@@ -60,7 +71,7 @@ class _LineBar:
     def update(self, done: int, extra: str | int = "") -> None:
         self.done = done
         now = time.perf_counter() - self.start
-        rate = done / now if now > 0 else 0.0
+        rate = self.rate(done)
         if self.as_json:
             if now - self.last_time >= 1.0 or done == self.total:
                 self.last_time = now
