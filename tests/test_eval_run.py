@@ -59,6 +59,28 @@ def test_category_mismatch_is_one_line(setup, tmp_path):
     assert r.returncode == 2 and "do not match the model's classes" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+def test_semi_online_evaluation_refines_in_windows(setup, tmp_path):
+    """`--mode semi-online` takes `--window` / `--context` as `dvis segment` does; without a window
+    it is one clear line (it once ran the whole video as one window, i.e. offline, silently)."""
+    torch.manual_seed(1)
+    config = tiny_config("offline")
+    weights = tmp_path / "offline.safetensors"
+    save_weights(weights, build_dvis(config).state_dict(), config)
+    base = [sys.executable, "-m", "dvis_cli", "eval", "ytvis-custom", "--gt", str(setup / "data" / "annotations.json"),
+            "--frames", str(setup / "data" / "JPEGImages"), "--weights", str(weights), "--out", str(tmp_path / "runs"), "--limit", "1"]
+
+    def results(name, *extra):
+        r = subprocess.run([*base, "--name", name, *extra], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        return json.loads((tmp_path / "runs" / name / "results.json").read_text())
+
+    r = subprocess.run([*base, "--mode", "semi-online"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "--window" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    offline = results("offline", "--mode", "offline")
+    assert results("whole", "--mode", "semi-online", "--window", "6") == offline  # one window = the video
+    assert results("windows", "--mode", "semi-online", "--window", "3", "--context", "0") != offline
+
+
 def test_official_layouts():
     assert official_paths("ovis", "/d", "valid") == (
         __import__("pathlib").Path("/d/ovis/annotations/annotations_valid.json"), __import__("pathlib").Path("/d/ovis/valid"))

@@ -158,7 +158,8 @@ def score(
 
 
 def _run_model(gt_json: Path, image_root: Path, weights: str | None, preset: str | None, mode: str | None, limit: int,
-               size: int | None, device: str, out: Path, name: str, resume: bool) -> None:
+               size: int | None, device: str, out: Path, name: str, resume: bool,
+               window: int | None = None, context: int | None = None) -> None:
     """Model over a dataset -> results.json + CodaLab zip (+ metrics when the json has annotations)."""
     from dvis_cli.checkpoint.load import load_model
     from dvis_cli.checkpoint.resolve import resolve_weights
@@ -172,8 +173,8 @@ def _run_model(gt_json: Path, image_root: Path, weights: str | None, preset: str
     path = resolve_weights(weights)
     model = load_model(path, preset, torch_device)
     predictor = VideoPredictor(model, torch_device)
-    options = SegmentOptions(mode=mode, size=size)
-    predictor.check_mode(mode)
+    options = SegmentOptions(mode=mode, size=size, window=window, context=context)
+    predictor.check_options(options)
     plan = plan_dataset(gt_json, image_root, model.config.classes.names, model.config.classes.dataset_ids, limit)
     folder = run_dir(out, name, latest=resume)
     with Progress(console=console_err) as bar:
@@ -195,6 +196,8 @@ def _dataset_command(dataset: str):
         data_root: Path = typer.Option(Path("datasets"), "--data-root", help="Folder holding the datasets in the detectron2 layout."),
         split: str = typer.Option("valid", "--split", help="Split (the annotation file's name, e.g. valid, train)."),
         mode: str = typer.Option(None, "--mode", help="online | offline | semi-online | minvis (default: the most the weights can do)."),
+        window: int = typer.Option(None, "--window", min=1, help="Semi-online: frames per refiner window."),
+        context: int = typer.Option(None, "--context", min=0, help="Semi-online: earlier frames the refiner also sees (default: the window)."),
         limit: int = typer.Option(0, "--limit", min=0, help="Only the first N videos."),
         size: int = typer.Option(None, "--size", help="Shorter side fed to the model."),
         preset: str = typer.Option(None, "--preset", help="Preset for official checkpoints."),
@@ -206,7 +209,7 @@ def _dataset_command(dataset: str):
         from dvis_cli.inference.dataset import official_paths
 
         gt_json, images = official_paths(dataset, data_root, split)
-        _run_model(gt_json, images, weights, preset, mode, limit, size, device, out, name, resume)
+        _run_model(gt_json, images, weights, preset, mode, limit, size, device, out, name, resume, window, context)
 
     command.__doc__ = f"Run a model over {dataset} (official layout under --data-root): submission zip, and metrics when GT is there."
     return command
@@ -222,6 +225,8 @@ def ytvis_custom(
     frames: Path = typer.Option(..., "--frames", help="Folder the json's file_names are relative to."),
     weights: str = typer.Option(None, "--weights", "-w", help="Weights (embedded name, path or URL)."),
     mode: str = typer.Option(None, "--mode", help="online | offline | semi-online | minvis"),
+    window: int = typer.Option(None, "--window", min=1, help="Semi-online: frames per refiner window."),
+    context: int = typer.Option(None, "--context", min=0, help="Semi-online: earlier frames the refiner also sees (default: the window)."),
     limit: int = typer.Option(0, "--limit", min=0, help="Only the first N videos."),
     size: int = typer.Option(None, "--size", help="Shorter side fed to the model."),
     preset: str = typer.Option(None, "--preset"),
@@ -231,7 +236,7 @@ def ytvis_custom(
     resume: bool = typer.Option(False, "--resume", help="Continue the latest run, skipping finished videos."),
 ) -> None:
     """Run a model over any YouTube-VIS-format dataset; metrics when the json has annotations."""
-    _run_model(gt, frames, weights, preset, mode, limit, size, device, out, name, resume)
+    _run_model(gt, frames, weights, preset, mode, limit, size, device, out, name, resume, window, context)
 
 
 @eval_app.command("vipseg")

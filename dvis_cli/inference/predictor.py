@@ -147,6 +147,15 @@ class VideoPredictor:
         self.model.check_mode("offline" if mode == "semi-online" else mode)
         return mode
 
+    def check_options(self, options: SegmentOptions) -> str:
+        """The mode these options run in; a user error when they cannot run on this model."""
+        from dvis_cli.errors import InputError
+
+        mode = self.check_mode(options.mode)
+        if mode == "semi-online" and not options.window:
+            raise InputError("--mode semi-online needs --window N (frames per refiner window)")
+        return mode
+
     # ----------------------------------------------------------------------------------------
     def run(
         self,

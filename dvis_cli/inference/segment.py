@@ -88,9 +88,7 @@ def segment_video(
     info = source.info
     if info.frame_count == 0:
         raise InputError(f"{source_spec}: the video has no frames")
-    mode = predictor.check_mode(options.mode)
-    if mode == "semi-online" and not options.window:
-        raise InputError("--mode semi-online needs --window N (frames per refiner window)")
+    mode = predictor.check_options(options)
     store_dir = run_folder / f"{stem}.results"
     resume_path = store_dir / "resume.pt"
     signature = _options_signature(options, frames, weights_name)
