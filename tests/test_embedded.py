@@ -16,7 +16,7 @@ from dvis_cli.inference.results import ResultStore, decode_mask
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "weights" / "dvis-tiny-synth.safetensors"
 EXAMPLE = ROOT / "examples" / "shapes.mp4"
-MIN_OFFLINE_AP = 0.5
+MIN_OFFLINE_AP = 0.6
 
 
 def test_embedded_model_is_the_default_and_small():
@@ -87,18 +87,20 @@ def test_semi_online_ids_stay_across_window_borders(tmp_path):
 
 def test_embedded_model_segments_unseen_heavy_occlusion_videos(tmp_path):
     """The shipped model on 8 videos it never saw (another seed, heavy occlusion), scored with the
-    official YouTube-VIS AP through `dvis eval`: it finds and follows the shapes, and refining
-    the whole video beats associating per-frame queries (weights/README.md has the full table)."""
+    official YouTube-VIS AP through `dvis eval`: it finds and follows the shapes, and the order of
+    the paper's Table 5 holds: offline >= online >= per-frame queries associated by Hungarian
+    matching (MinVIS). Round 4 gives 0.662 / 0.603 / 0.552 here (weights/README.md: the table on
+    the 24 validation videos)."""
     from dvis_cli.data.synth import write_dataset
 
     data = tmp_path / "heavy"
     write_dataset(data, SynthConfig(videos=8, frames=16, seed=31, occlusion="heavy"))
     ap = {}
-    for mode in ("minvis", "offline"):
+    for mode in ("minvis", "online", "offline"):
         r = subprocess.run([sys.executable, "-m", "dvis_cli", "eval", "ytvis-custom", "--gt", str(data / "annotations.json"),
                             "--frames", str(data / "JPEGImages"), "--mode", mode, "--out", str(tmp_path / "eval"), "--name", mode],
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr
         ap[mode] = json.loads((tmp_path / "eval" / mode / "metrics.json").read_text())["AP"]
     assert ap["offline"] >= MIN_OFFLINE_AP, ap
-    assert ap["offline"] > ap["minvis"], ap
+    assert ap["offline"] >= ap["online"] >= ap["minvis"], ap
