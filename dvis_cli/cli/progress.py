@@ -62,7 +62,6 @@ class _LineBar:
 
     def __init__(self, label: str, total: int, unit: str, as_json: bool) -> None:
         self.label, self.total, self.unit, self.as_json = label, total, unit, as_json
-        self.start = time.perf_counter()
         self.rate = _Rate()
         self.last_time = 0.0
         self.last_step = -1
@@ -70,9 +69,9 @@ class _LineBar:
 
     def update(self, done: int, extra: str | int = "") -> None:
         self.done = done
-        now = time.perf_counter() - self.start
         rate = self.rate(done)
         if self.as_json:
+            now = time.perf_counter() - self.rate.start
             if now - self.last_time >= 1.0 or done == self.total:
                 self.last_time = now
                 print(json.dumps({"video": self.label, "done": done, "total": self.total, "rate": round(rate, 2), "live": extra}), file=sys.stderr, flush=True)
